@@ -1,0 +1,79 @@
+#pragma once
+/// \file errors.hpp
+/// The exception hierarchy of swarmsgd. Every runtime failure of the library is reported
+/// by one of these types; the message always names the values involved (ranks, sizes, indices).
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace swarmsgd {
+
+/// Base of every exception thrown by swarmsgd.
+class error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// An option or argument is out of range (negative learning rate, H = 0, n = 0, ...).
+class invalid_argument_error : public error {
+public:
+    using error::error;
+};
+
+/// Two tensors, models or messages disagree in size (for example two nodes whose models differ).
+class size_mismatch_error : public error {
+public:
+    using error::error;
+};
+
+/// A NaN or infinity was found where only finite values are allowed (a gradient, a model
+/// about to be sent, a received message). Nothing non-finite is ever sent to a peer.
+class non_finite_error : public error {
+public:
+    using error::error;
+};
+
+/// A received message is malformed: truncated, oversized, wrong magic, version or quantizer.
+class message_error : public error {
+public:
+    using error::error;
+};
+
+/// A communication graph is invalid: disconnected, asymmetric, self-looped, out of range.
+class topology_error : public error {
+public:
+    using error::error;
+};
+
+/// A peer did not answer within the configured timeout (it crashed, hung or is far too slow).
+class peer_timeout_error : public error {
+public:
+    using error::error;
+};
+
+/// A data file is missing, truncated or corrupt.
+class data_error : public error {
+public:
+    using error::error;
+};
+
+namespace detail {
+
+/// Builds a message from any streamable pieces: `concat("size ", n, " != ", m)`.
+template <class... Parts>
+[[nodiscard]] std::string concat(const Parts&... parts) {
+    std::ostringstream out;
+    (out << ... << parts);
+    return std::move(out).str();
+}
+
+/// Throws `Error` with the concatenation of `parts` when `condition` is false.
+template <class Error, class... Parts>
+void require(bool condition, const Parts&... parts) {
+    if (!condition) throw Error(concat(parts...));
+}
+
+}  // namespace detail
+}  // namespace swarmsgd
