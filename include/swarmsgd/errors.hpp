@@ -69,10 +69,18 @@ template <class... Parts>
     return std::move(out).str();
 }
 
-/// Throws `Error` with the concatenation of `parts` when `condition` is false.
+/// Throws `Error` with the concatenation of `parts` (kept out of line: the cold path).
 template <class Error, class... Parts>
-void require(bool condition, const Parts&... parts) {
-    if (!condition) throw Error(concat(parts...));
+[[noreturn, gnu::cold, gnu::noinline]] void raise(const Parts&... parts) {
+    throw Error(concat(parts...));
+}
+
+/// Throws `Error` with the concatenation of `parts` when `condition` is false. Always inlined
+/// so the compiler knows the code after it runs only when `condition` holds.
+template <class Error, class... Parts>
+[[gnu::always_inline]] inline void require(bool condition, const Parts&... parts) {
+    if (!condition) [[unlikely]]
+        raise<Error>(parts...);
 }
 
 }  // namespace detail

@@ -1,0 +1,135 @@
+#pragma once
+/// \file communicators/simulated.hpp
+/// A deterministic, single-threaded message network for the simulator. Messages wait in
+/// transit for a number of ticks drawn from the network's own seeded stream, then land in
+/// their receiver's inbox in (due tick, send order) order; nothing depends on wall time.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "../communicator.hpp"
+#include "../errors.hpp"
+#include "../random.hpp"
+
+namespace swarmsgd {
+
+/// The shared network of a simulation (n nodes, one clock).
+class simulated_network {
+public:
+    /// A network of `n` nodes whose messages take between `min_delay` and `max_delay` ticks.
+    simulated_network(std::size_t n, std::size_t min_delay, std::size_t max_delay,
+                      std::uint64_t seed)
+        : inboxes_(n), min_delay_(min_delay), max_delay_(max_delay), random_(seed, 0x5e7) {
+        detail::require<invalid_argument_error>(n >= 1, "simulated_network: n = 0 nodes");
+        detail::require<invalid_argument_error>(min_delay <= max_delay,
+                                                "simulated_network: min_delay = ", min_delay,
+                                                " > max_delay = ", max_delay);
+    }
+
+    /// Number of nodes.
+    [[nodiscard]] std::size_t size() const noexcept { return inboxes_.size(); }
+    /// Current tick.
+    [[nodiscard]] std::uint64_t now() const noexcept { return now_; }
+    /// Messages sent but not yet taken out of an inbox.
+    [[nodiscard]] std::size_t pending() const noexcept { return in_transit_.size() + queued_; }
+    /// Whether node `rank` has a message waiting in its inbox.
+    [[nodiscard]] bool has_message(std::size_t rank) const { return !inboxes_[rank].empty(); }
+
+    /// Advances the clock to `tick` and delivers every message due by then.
+    void advance_to(std::uint64_t tick) {
+        now_ = tick > now_ ? tick : now_;
+        while (!in_transit_.empty() && std::get<0>(in_transit_.begin()->first) <= now_) {
+            auto node = in_transit_.extract(in_transit_.begin());
+            inboxes_[node.mapped().first].push_back(std::move(node.mapped().second));
+            ++queued_;
+        }
+    }
+
+    class endpoint;
+    /// The endpoint of node `rank`.
+    [[nodiscard]] endpoint endpoint_for(std::size_t rank);
+
+private:
+    friend class endpoint;
+    void post(std::size_t source, std::size_t dest, std::vector<std::byte> bytes) {
+        const std::uint64_t delay =
+            min_delay_ + (max_delay_ > min_delay_ ? random_.uniform(max_delay_ - min_delay_ + 1) : 0);
+        received_message m{source, std::move(bytes)};
+        if (delay == 0) {
+            inboxes_[dest].push_back(std::move(m));
+            ++queued_;
+        } else {
+            in_transit_.emplace(std::tuple{now_ + delay, sequence_++},
+                                std::pair{dest, std::move(m)});
+        }
+    }
+
+    std::vector<std::deque<received_message>> inboxes_;
+    std::map<std::tuple<std::uint64_t, std::uint64_t>, std::pair<std::size_t, received_message>>
+        in_transit_;
+    std::size_t queued_ = 0;
+    std::size_t min_delay_, max_delay_;
+    rng random_;
+    std::uint64_t now_ = 0;
+    std::uint64_t sequence_ = 0;
+    std::size_t done_ = 0;
+};
+
+/// One node's view of a simulated_network; satisfies swarmsgd::communicator.
+class simulated_network::endpoint {
+public:
+    /// Rank of this node.
+    [[nodiscard]] std::size_t rank() const noexcept { return rank_; }
+    /// Number of nodes.
+    [[nodiscard]] std::size_t size() const noexcept { return net_->size(); }
+
+    /// Puts the message in transit (or straight into the inbox with zero delay).
+    completed_request isend(std::size_t dest, std::vector<std::byte> bytes) {
+        detail::require<invalid_argument_error>(dest < size(), "simulated isend from node ",
+                                                rank_, " to node ", dest, " but n = ", size());
+        net_->post(rank_, dest, std::move(bytes));
+        return {};
+    }
+
+    /// Takes the oldest delivered message, if any.
+    std::optional<received_message> try_receive() {
+        auto& box = net_->inboxes_[rank_];
+        if (box.empty()) return std::nullopt;
+        received_message m = std::move(box.front());
+        box.pop_front();
+        --net_->queued_;
+        return m;
+    }
+
+    /// Never sleeps (one thread drives every node): says whether the inbox is non-empty.
+    bool wait_for_message(std::chrono::nanoseconds /*timeout*/) {
+        return !net_->inboxes_[rank_].empty();
+    }
+
+    /// Counts this node as done.
+    void announce_done() { ++net_->done_; }
+    /// True once every node has announced.
+    [[nodiscard]] bool all_done() const noexcept { return net_->done_ == net_->size(); }
+
+private:
+    friend class simulated_network;
+    endpoint(simulated_network* net, std::size_t rank) : net_(net), rank_(rank) {}
+    simulated_network* net_;
+    std::size_t rank_;
+};
+
+inline simulated_network::endpoint simulated_network::endpoint_for(std::size_t rank) {
+    detail::require<invalid_argument_error>(rank < size(), "simulated_network: rank ", rank,
+                                            " out of range, n = ", size());
+    return endpoint(this, rank);
+}
+
+static_assert(communicator<simulated_network::endpoint>);
+
+}  // namespace swarmsgd

@@ -1,0 +1,148 @@
+#pragma once
+/// \file in_process_swarm.hpp
+/// The embedded default driver: trains n models with n threads of this process, each a
+/// swarm_node over the in-process communicator, averaging without any global round.
+
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "communicators/in_process.hpp"
+#include "consensus.hpp"
+#include "errors.hpp"
+#include "model.hpp"
+#include "node_stats.hpp"
+#include "problem.hpp"
+#include "quantizers/identity.hpp"
+#include "swarm_node.hpp"
+#include "topology.hpp"
+
+namespace swarmsgd {
+
+/// What a run of the in-process swarm did.
+struct swarm_report {
+    std::vector<node_stats> nodes;  ///< per node
+    double wall_seconds = 0;        ///< wall time of the whole run
+    double consensus_distance = 0;  ///< Gamma of the final models
+
+    /// Totals over every node.
+    [[nodiscard]] node_stats total() const {
+        node_stats t;
+        for (const auto& n : nodes) t += n;
+        return t;
+    }
+    /// Share of the nodes' time spent averaging (summed averaging time over summed wall time).
+    [[nodiscard]] double averaging_share() const {
+        return wall_seconds > 0 ? total().seconds_averaging /
+                                      (wall_seconds * static_cast<double>(nodes.size()))
+                                : 0.0;
+    }
+};
+
+/// A callback that does nothing (the default of run_in_process).
+struct no_step_callback {
+    /// Ignores the step.
+    template <class... Args>
+    void operator()(Args&&...) const noexcept {}
+};
+
+/// Trains `models[i]` on node i with `steps[i]` local steps, one thread per node, until every
+/// node has finished and the shutdown protocol completed. `on_step(node, step, loss, stats)` is
+/// called after each local step from that node's thread (print progress from node 0, say).
+/// If a node throws, the others are stopped and the first error is rethrown here.
+template <class Model, class Problem, class Quant = identity_quantizer<model_value_t<Model>>,
+          class OnStep = no_step_callback>
+swarm_report run_in_process(std::vector<Model>& models, const topology& graph, Problem& problem,
+                            std::span<const std::size_t> steps, const swarm_options& options,
+                            Quant quantizer = Quant{}, OnStep on_step = OnStep{}) {
+    using value_type = model_value_t<Model>;
+    using detail::require;
+    static_assert(problem_for<Problem, Model>,
+                  "swarmsgd: the Problem type needs a member "
+                  "`double gradient(std::size_t node, const Model& x, std::span<value_type> grad, "
+                  "swarmsgd::rng& random)`; see problem.hpp");
+    const std::size_t n = models.size();
+    require<invalid_argument_error>(n >= 1, "run_in_process: no models (n = 0)");
+    require<topology_error>(graph.size() == n, "run_in_process: topology has ", graph.size(),
+                            " nodes but there are ", n, " models");
+    require<invalid_argument_error>(steps.size() == n, "run_in_process: ", steps.size(),
+                                    " step counts for ", n, " nodes");
+    const std::size_t size = model_size(models[0]);
+    for (std::size_t i = 1; i < n; ++i)
+        require<size_mismatch_error>(model_size(models[i]) == size, "run_in_process: node ", i,
+                                     " has a model of ", model_size(models[i]),
+                                     " elements, node 0 has ", size);
+    options.validate();
+
+    in_process_world world(n);
+    swarm_report report;
+    report.nodes.resize(n);
+    std::vector<std::exception_ptr> errors(n);
+    const auto start = std::chrono::steady_clock::now();
+    {
+        std::vector<std::jthread> threads;
+        threads.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            threads.emplace_back([&, i] {
+                try {
+                    auto comm = world.endpoint_for(i);
+                    swarm_node<Model, in_process_communicator, Quant> node(models[i], comm, graph,
+                                                                           options, quantizer);
+                    rng data_random(options.seed, n + i);
+                    std::vector<value_type> grad(size);
+                    for (std::size_t s = 0; s < steps[i]; ++s) {
+                        const double loss = problem.gradient(i, static_cast<const Model&>(models[i]),
+                                                             std::span<value_type>(grad),
+                                                             data_random);
+                        node.apply_gradient(grad);
+                        node.after_local_step();
+                        on_step(i, s, loss, node.stats());
+                    }
+                    node.finish();
+                    report.nodes[i] = node.stats();
+                } catch (const aborted_error&) {
+                    errors[i] = std::current_exception();
+                } catch (const std::exception& e) {
+                    errors[i] = std::current_exception();
+                    world.abort(detail::concat("node ", i, " failed: ", e.what()));
+                } catch (...) {
+                    errors[i] = std::current_exception();
+                    world.abort(detail::concat("node ", i, " failed with a non-standard exception"));
+                }
+            });
+        }
+    }
+    report.wall_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // Rethrow the original failure rather than the aborts it caused.
+    std::exception_ptr first_abort;
+    for (auto& e : errors) {
+        if (!e) continue;
+        try {
+            std::rethrow_exception(e);
+        } catch (const aborted_error&) {
+            if (!first_abort) first_abort = e;
+        } catch (...) {
+            throw;
+        }
+    }
+    if (first_abort) std::rethrow_exception(first_abort);
+    report.consensus_distance = consensus_distance(models);
+    return report;
+}
+
+/// Same, with the same number of local steps on every node.
+template <class Model, class Problem, class Quant = identity_quantizer<model_value_t<Model>>,
+          class OnStep = no_step_callback>
+swarm_report run_in_process(std::vector<Model>& models, const topology& graph, Problem& problem,
+                            std::size_t steps_per_node, const swarm_options& options,
+                            Quant quantizer = Quant{}, OnStep on_step = OnStep{}) {
+    const std::vector<std::size_t> steps(models.size(), steps_per_node);
+    return run_in_process(models, graph, problem, std::span<const std::size_t>(steps), options,
+                          std::move(quantizer), std::move(on_step));
+}
+
+}  // namespace swarmsgd

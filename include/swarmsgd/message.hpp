@@ -1,0 +1,173 @@
+#pragma once
+/// \file message.hpp
+/// The wire format. Every message is an envelope (protocol header) followed by a payload
+/// (a quantizer's encoding of a model, itself starting with a payload header). All integers
+/// are little-endian; a receiver validates everything before touching its model.
+///
+///   envelope (24 bytes): magic "SWSG" | u16 wire version | u8 kind | u8 flags |
+///                        u32 sender rank | u64 interaction id | u32 payload bytes
+///   payload header (16): u16 quantizer id | u8 value bytes (4/8) | u8 reserved |
+///                        u32 reserved | u64 element count | quantizer parameters | data
+
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+
+#include "errors.hpp"
+#include "version.hpp"
+
+namespace swarmsgd {
+
+static_assert(std::endian::native == std::endian::little,
+              "swarmsgd: the wire format is little-endian; big-endian hosts are not supported");
+
+/// What a message asks of its receiver.
+enum class message_kind : std::uint8_t {
+    request = 1,       ///< initiator's snapshot; answer with yours and apply your half
+    reply = 2,         ///< responder's snapshot; apply your half
+    pull_request = 3,  ///< "send me your model" (authors' one-sided pull variant)
+    pull_reply = 4,    ///< a model sent in answer to a pull request; the sender did not change
+    failure = 5,       ///< the sender could not take part; payload is a UTF-8 reason
+};
+
+/// Human-readable name of a message kind.
+[[nodiscard]] inline const char* to_string(message_kind k) noexcept {
+    switch (k) {
+        case message_kind::request: return "request";
+        case message_kind::reply: return "reply";
+        case message_kind::pull_request: return "pull_request";
+        case message_kind::pull_reply: return "pull_reply";
+        case message_kind::failure: return "failure";
+    }
+    return "unknown";
+}
+
+/// Decoded protocol header of a message.
+struct envelope {
+    message_kind kind{};         ///< what the message asks
+    std::uint32_t sender = 0;    ///< rank of the sending node
+    std::uint64_t interaction = 0;  ///< id chosen by the initiator, echoed in the reply
+    std::uint32_t payload_bytes = 0;  ///< bytes that follow the envelope
+};
+
+/// Size of the protocol header.
+inline constexpr std::size_t envelope_size = 24;
+/// Size of the payload header every quantizer writes first.
+inline constexpr std::size_t payload_header_size = 16;
+
+namespace detail {
+inline constexpr std::array<std::byte, 4> envelope_magic{std::byte{'S'}, std::byte{'W'},
+                                                         std::byte{'S'}, std::byte{'G'}};
+
+template <class T>
+void store(std::byte* p, T value) noexcept {
+    std::memcpy(p, &value, sizeof(T));
+}
+template <class T>
+[[nodiscard]] T load(const std::byte* p) noexcept {
+    T value;
+    std::memcpy(&value, p, sizeof(T));
+    return value;
+}
+}  // namespace detail
+
+/// Writes an envelope into the first `envelope_size` bytes of `out`.
+inline void write_envelope(std::span<std::byte> out, const envelope& e) {
+    detail::require<message_error>(out.size() >= envelope_size, "write_envelope: buffer of ",
+                                   out.size(), " bytes is smaller than ", envelope_size);
+    std::memcpy(out.data(), detail::envelope_magic.data(), 4);
+    detail::store<std::uint16_t>(out.data() + 4, wire_format_version);
+    detail::store<std::uint8_t>(out.data() + 6, static_cast<std::uint8_t>(e.kind));
+    detail::store<std::uint8_t>(out.data() + 7, 0);
+    detail::store<std::uint32_t>(out.data() + 8, e.sender);
+    detail::store<std::uint64_t>(out.data() + 12, e.interaction);
+    detail::store<std::uint32_t>(out.data() + 20, e.payload_bytes);
+}
+
+/// Parses and validates an envelope; throws message_error naming `source` and the defect.
+[[nodiscard]] inline envelope read_envelope(std::span<const std::byte> in, std::size_t source) {
+    using detail::concat;
+    if (in.size() < envelope_size)
+        throw message_error(concat("message from node ", source, " is truncated: ", in.size(),
+                                   " bytes, the envelope alone needs ", envelope_size));
+    if (std::memcmp(in.data(), detail::envelope_magic.data(), 4) != 0)
+        throw message_error(concat("message from node ", source,
+                                   " does not start with the swarmsgd magic \"SWSG\""));
+    const auto version = detail::load<std::uint16_t>(in.data() + 4);
+    if (version != wire_format_version)
+        throw message_error(concat("message from node ", source, " has wire format version ",
+                                   version, ", this build reads version ", wire_format_version));
+    envelope e;
+    const auto kind = detail::load<std::uint8_t>(in.data() + 6);
+    if (kind < 1 || kind > 5)
+        throw message_error(concat("message from node ", source, " has unknown kind ",
+                                   int(kind)));
+    e.kind = static_cast<message_kind>(kind);
+    e.sender = detail::load<std::uint32_t>(in.data() + 8);
+    e.interaction = detail::load<std::uint64_t>(in.data() + 12);
+    e.payload_bytes = detail::load<std::uint32_t>(in.data() + 20);
+    if (e.sender != source)
+        throw message_error(concat("message received from node ", source,
+                                   " claims to come from node ", e.sender));
+    if (in.size() != envelope_size + e.payload_bytes)
+        throw message_error(concat("message from node ", source, " (", to_string(e.kind),
+                                   ") announces ", e.payload_bytes, " payload bytes but carries ",
+                                   in.size() - envelope_size));
+    return e;
+}
+
+/// Common first bytes of every quantizer's payload.
+struct payload_header {
+    std::uint16_t quantizer_id = 0;  ///< which quantizer produced the payload
+    std::uint8_t value_bytes = 0;    ///< 4 for float models, 8 for double
+    std::uint64_t count = 0;         ///< number of model elements encoded
+};
+
+/// Writes a payload header into the first `payload_header_size` bytes of `out`.
+inline void write_payload_header(std::span<std::byte> out, const payload_header& h) {
+    detail::require<message_error>(out.size() >= payload_header_size,
+                                   "write_payload_header: buffer of ", out.size(),
+                                   " bytes is smaller than ", payload_header_size);
+    detail::store<std::uint16_t>(out.data(), h.quantizer_id);
+    detail::store<std::uint8_t>(out.data() + 2, h.value_bytes);
+    detail::store<std::uint8_t>(out.data() + 3, 0);
+    detail::store<std::uint32_t>(out.data() + 4, 0);
+    detail::store<std::uint64_t>(out.data() + 8, h.count);
+}
+
+/// Reads a payload header and checks it against what the receiver expects: the quantizer
+/// id and name, the value width and the element count of its own model. Throws message_error
+/// (wrong quantizer, width, truncated) or size_mismatch_error (element count) naming both sides.
+[[nodiscard]] inline payload_header read_payload_header(std::span<const std::byte> in,
+                                                        std::uint16_t expected_id,
+                                                        const char* expected_name,
+                                                        std::size_t expected_value_bytes,
+                                                        std::size_t expected_count) {
+    using detail::concat;
+    if (in.size() < payload_header_size)
+        throw message_error(concat("payload is truncated: ", in.size(),
+                                   " bytes, the payload header alone needs ",
+                                   payload_header_size));
+    payload_header h;
+    h.quantizer_id = detail::load<std::uint16_t>(in.data());
+    h.value_bytes = detail::load<std::uint8_t>(in.data() + 2);
+    h.count = detail::load<std::uint64_t>(in.data() + 8);
+    if (h.quantizer_id != expected_id)
+        throw message_error(concat("payload was encoded by quantizer id ", h.quantizer_id,
+                                   ", this node decodes with ", expected_name, " (id ",
+                                   expected_id, ")"));
+    if (h.value_bytes != expected_value_bytes)
+        throw message_error(concat("payload holds ", int(h.value_bytes),
+                                   "-byte values, this node's model has ", expected_value_bytes,
+                                   "-byte values"));
+    if (h.count != expected_count)
+        throw size_mismatch_error(concat("payload holds a model of ", h.count,
+                                         " elements, the receiving model has ", expected_count));
+    return h;
+}
+
+}  // namespace swarmsgd

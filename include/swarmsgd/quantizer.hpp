@@ -1,0 +1,66 @@
+#pragma once
+/// \file quantizer.hpp
+/// The quantizer customization point: how a model snapshot becomes bytes on the wire and
+/// back. A quantizer decodes AGAINST A REFERENCE, the receiver's own model, which is what the
+/// paper's lattice quantizer needs; quantizers that do not need it ignore the reference.
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "random.hpp"
+#include "tensor_traits.hpp"
+
+namespace swarmsgd {
+
+/// A half-open range [begin, end) of element indices.
+struct element_range {
+    std::size_t begin = 0;  ///< first index
+    std::size_t end = 0;    ///< one past the last index
+    friend bool operator==(const element_range&, const element_range&) = default;
+};
+
+/// What a decode achieved. A quantizer that can detect failed decodes (the lattice quantizer
+/// when sender and receiver are farther apart than its radius) lists the element ranges it
+/// could NOT reconstruct; their output values are unspecified and the caller must recover them
+/// (for instance by asking for those ranges at full precision). An empty list means success.
+struct decode_result {
+    std::vector<element_range> failed;  ///< ranges that could not be decoded
+
+    /// True when every element was decoded.
+    [[nodiscard]] bool ok() const noexcept { return failed.empty(); }
+    /// Number of elements that could not be decoded.
+    [[nodiscard]] std::size_t failed_elements() const noexcept {
+        std::size_t n = 0;
+        for (const auto& r : failed) n += r.end - r.begin;
+        return n;
+    }
+};
+
+/// A quantizer for models of value type `V`:
+/// - `q.id()`: a number that identifies the format (written in every payload);
+/// - `q.name()`: a readable name for messages and statistics;
+/// - `q.max_encoded_size(n)`: an upper bound of the payload bytes for n elements;
+/// - `q.encode(values, out, rng)`: writes the payload of `values` (header included) to `out`
+///   and returns the bytes written; on return `values` holds EXACTLY what a successful decode
+///   of that payload yields (the sender's reconstruction), which keeps the mean of the models
+///   exact under quantization;
+/// - `q.decode(payload, reference, out)`: validates the payload (throws message_error or
+///   size_mismatch_error on a malformed one, leaving `out` untouched) and writes the decoded
+///   values to `out`, using `reference` (the receiver's own model) where the format needs it.
+template <class Q, class V>
+concept quantizer_for =
+    tensor_value<V> && std::copy_constructible<Q> &&
+    requires(Q& q, std::size_t n, std::span<V> values, std::span<std::byte> out,
+             std::span<const std::byte> payload, std::span<const V> reference, rng& random) {
+        { q.id() } -> std::convertible_to<std::uint16_t>;
+        { q.name() } -> std::convertible_to<std::string_view>;
+        { q.max_encoded_size(n) } -> std::convertible_to<std::size_t>;
+        { q.encode(values, out, random) } -> std::convertible_to<std::size_t>;
+        { q.decode(payload, reference, values) } -> std::same_as<decode_result>;
+    };
+
+}  // namespace swarmsgd

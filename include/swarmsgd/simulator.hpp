@@ -1,0 +1,214 @@
+#pragma once
+/// \file simulator.hpp
+/// A deterministic single-threaded simulator of a swarm, for research at any n (thousands of
+/// nodes with a small model). Two schedules:
+/// - `sequential`: the paper's Algorithm 1. Each tick picks one edge (i, j) of the graph
+///   uniformly at random; i and j each run their local steps (H_i, H_j drawn from the
+///   local-step policy), then average: X_i = X_j = (X_i + X_j) / 2 (through the quantizer).
+/// - `asynchronous`: each tick one node, drawn with probability proportional to its speed,
+///   takes one local step and serves its inbox; interactions start when its local-step policy
+///   says so, and messages spend a random number of ticks in transit, so snapshots are stale
+///   and requests cross, as on a real cluster.
+/// Same seed, same options: bit-identical models.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "communicators/simulated.hpp"
+#include "consensus.hpp"
+#include "errors.hpp"
+#include "model.hpp"
+#include "problem.hpp"
+#include "quantizers/identity.hpp"
+#include "random.hpp"
+#include "swarm_node.hpp"
+#include "topology.hpp"
+
+namespace swarmsgd {
+
+/// Which model of time the simulator runs.
+enum class simulation_schedule {
+    sequential,    ///< the paper's sequential model: one random edge per tick, both average
+    asynchronous,  ///< one node step per tick, messages delayed, non-blocking averaging
+};
+
+/// Options of a simulation.
+struct simulator_options {
+    swarm_options node;  ///< every node's options (node.seed also seeds the simulator)
+    simulation_schedule schedule = simulation_schedule::sequential;  ///< model of time
+    /// asynchronous: relative speed of each node (empty = all 1); a straggler 10x slower than
+    /// the rest has speed 0.1.
+    std::vector<double> speeds;
+    std::size_t min_delay = 0;  ///< asynchronous: fewest ticks a message spends in transit
+    std::size_t max_delay = 0;  ///< asynchronous: most ticks a message spends in transit
+};
+
+/// Simulates `models.size()` nodes training `problem` on `graph`.
+template <class Model, class Problem, class Quant = identity_quantizer<model_value_t<Model>>>
+class simulator {
+public:
+    using value_type = model_value_t<Model>;  ///< float or double
+    static_assert(problem_for<Problem, Model>,
+                  "swarmsgd: the Problem type needs a member "
+                  "`double gradient(std::size_t node, const Model& x, std::span<value_type> grad, "
+                  "swarmsgd::rng& random)`; see problem.hpp");
+    using node_type = swarm_node<Model, simulated_network::endpoint, Quant>;  ///< one node
+
+    /// Sets up one node per model. The models must all have the same size; `graph` must have
+    /// `models.size()` nodes. Models, graph and problem must outlive the simulator.
+    simulator(std::vector<Model>& models, const topology& graph, Problem& problem,
+              simulator_options options, Quant quantizer = Quant{})
+        : models_(&models),
+          graph_(&graph),
+          problem_(&problem),
+          options_(std::move(options)),
+          network_(models.size() == 0 ? 1 : models.size(), options_.min_delay, options_.max_delay,
+                   options_.node.seed),
+          random_(options_.node.seed, 0xA11CE) {
+        using detail::require;
+        const std::size_t n = models.size();
+        require<invalid_argument_error>(n >= 1, "simulator: no models (n = 0)");
+        require<topology_error>(graph.size() == n, "simulator: topology has ", graph.size(),
+                                " nodes but there are ", n, " models");
+        const std::size_t size = model_size(models[0]);
+        for (std::size_t i = 1; i < n; ++i)
+            require<size_mismatch_error>(model_size(models[i]) == size, "simulator: node ", i,
+                                         " has a model of ", model_size(models[i]),
+                                         " elements, node 0 has ", size);
+        if (options_.speeds.empty()) options_.speeds.assign(n, 1.0);
+        require<invalid_argument_error>(options_.speeds.size() == n, "simulator: ",
+                                        options_.speeds.size(), " speeds for ", n, " nodes");
+        double total = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            require<invalid_argument_error>(options_.speeds[i] > 0 && options_.speeds[i] < 1e300,
+                                            "simulator: speed of node ", i, " is ",
+                                            options_.speeds[i], "; it must be > 0 and finite");
+            total += options_.speeds[i];
+            cumulative_speed_.push_back(total);
+        }
+        // The sequential schedule is blocking by construction (nothing happens between a request
+        // and its reply); the asynchronous one has no second thread to wait for.
+        swarm_options node_options = options_.node;
+        if (options_.schedule == simulation_schedule::sequential) {
+            if (node_options.mode == averaging_mode::blocking)
+                node_options.mode = averaging_mode::nonblocking;
+        } else {
+            require<invalid_argument_error>(
+                node_options.mode != averaging_mode::blocking,
+                "simulator: averaging_mode::blocking needs concurrently running nodes; the "
+                "sequential schedule is the blocking sequential model");
+        }
+        endpoints_.reserve(n);
+        nodes_.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) endpoints_.push_back(network_.endpoint_for(i));
+        for (std::size_t i = 0; i < n; ++i) {
+            nodes_.emplace_back(models[i], endpoints_[i], graph, node_options, quantizer);
+            nodes_.back().set_auto_interact(options_.schedule ==
+                                            simulation_schedule::asynchronous);
+            data_random_.emplace_back(options_.node.seed, n + i);
+        }
+        gradient_.assign(size, value_type(0));
+        last_loss_.assign(n, 0.0);
+    }
+
+    /// Runs `ticks` ticks: interactions (sequential) or node activations (asynchronous).
+    void run(std::size_t ticks) {
+        for (std::size_t t = 0; t < ticks; ++t) {
+            if (options_.schedule == simulation_schedule::sequential)
+                sequential_tick();
+            else
+                asynchronous_tick();
+        }
+    }
+
+    /// Asynchronous schedule: stops new interactions and delivers every message in transit
+    /// until no interaction is in flight, so the models are final. No-op when sequential.
+    void drain() {
+        for (auto& node : nodes_) node.set_auto_interact(false);
+        while (network_.pending() != 0 || any_in_flight()) {
+            network_.advance_to(network_.now() + 1);
+            ++ticks_;
+            for (auto& node : nodes_) node.poll();
+        }
+    }
+
+    /// Number of nodes.
+    [[nodiscard]] std::size_t size() const noexcept { return nodes_.size(); }
+    /// Ticks run so far.
+    [[nodiscard]] std::uint64_t ticks() const noexcept { return ticks_; }
+    /// Node i.
+    [[nodiscard]] node_type& node(std::size_t i) { return nodes_.at(i); }
+    /// Loss node i reported at its last local step.
+    [[nodiscard]] double last_loss(std::size_t i) const { return last_loss_.at(i); }
+    /// Mean of the last losses over nodes.
+    [[nodiscard]] double mean_loss() const {
+        double s = 0;
+        for (double l : last_loss_) s += l;
+        return s / static_cast<double>(last_loss_.size());
+    }
+    /// Consensus distance Gamma = sum_i ||X_i - mu||^2.
+    [[nodiscard]] double consensus_distance() const { return swarmsgd::consensus_distance(*models_); }
+    /// The mean model mu (flat, double).
+    [[nodiscard]] std::vector<double> mean_model() const { return swarmsgd::mean_model(*models_); }
+    /// Totals over every node.
+    [[nodiscard]] node_stats total_stats() const {
+        node_stats total;
+        for (const auto& node : nodes_) total += node.stats();
+        return total;
+    }
+
+private:
+    void local_step(std::size_t i) {
+        last_loss_[i] = problem_->gradient(i, static_cast<const Model&>((*models_)[i]),
+                                           std::span<value_type>(gradient_), data_random_[i]);
+        nodes_[i].apply_gradient(gradient_);
+        nodes_[i].after_local_step();
+    }
+
+    void sequential_tick() {
+        const auto [i, j] = graph_->random_edge(random_);
+        for (std::size_t node : {i, j}) {
+            const std::size_t h = options_.node.steps.draw(nodes_[node].random());
+            for (std::size_t s = 0; s < h; ++s) local_step(node);
+        }
+        nodes_[i].initiate(j);
+        nodes_[j].poll();  // answers and applies its half
+        nodes_[i].poll();  // applies the reply
+        ++ticks_;
+    }
+
+    void asynchronous_tick() {
+        network_.advance_to(ticks_);
+        const double u = random_.uniform01() * cumulative_speed_.back();
+        const auto it = std::upper_bound(cumulative_speed_.begin(), cumulative_speed_.end(), u);
+        const auto i = std::min<std::size_t>(
+            static_cast<std::size_t>(it - cumulative_speed_.begin()), nodes_.size() - 1);
+        local_step(i);
+        ++ticks_;
+    }
+
+    bool any_in_flight() const {
+        return std::any_of(nodes_.begin(), nodes_.end(),
+                           [](const node_type& node) { return node.in_flight() != 0; });
+    }
+
+    std::vector<Model>* models_;
+    const topology* graph_;
+    Problem* problem_;
+    simulator_options options_;
+    simulated_network network_;
+    rng random_;
+    std::vector<double> cumulative_speed_;
+    std::vector<simulated_network::endpoint> endpoints_;
+    std::vector<node_type> nodes_;
+    std::vector<rng> data_random_;
+    std::vector<value_type> gradient_;
+    std::vector<double> last_loss_;
+    std::uint64_t ticks_ = 0;
+};
+
+}  // namespace swarmsgd

@@ -1,0 +1,70 @@
+#pragma once
+/// \file swarm_options.hpp
+/// Options of one Swarm SGD node (and of the drivers that run many).
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+#include "errors.hpp"
+#include "local_steps.hpp"
+#include "sgd.hpp"
+
+namespace swarmsgd {
+
+/// How two nodes average. See docs/algorithm.md.
+enum class averaging_mode {
+    /// Non-blocking snapshot averaging (default): the initiator sends its snapshot S_i and keeps
+    /// computing; the partner answers with S_j and applies X_j += (D(S_i) - D(S_j)) / 2 at once;
+    /// the initiator applies X_i += (D(S_j) - D(S_i)) / 2 when the reply lands. Mean-preserving.
+    nonblocking,
+    /// The initiator waits (answering others meanwhile) until its partner replied: with no local
+    /// step in between this is the exact pairwise average of the sequential model. Mean-preserving.
+    blocking,
+    /// The authors' one-sided "pull" variant: the initiator fetches its partner's model and
+    /// averages it into its own model only; the partner does not change. NOT mean-preserving.
+    pull,
+};
+
+/// Human-readable name of an averaging mode.
+[[nodiscard]] inline const char* to_string(averaging_mode m) noexcept {
+    switch (m) {
+        case averaging_mode::nonblocking: return "nonblocking";
+        case averaging_mode::blocking: return "blocking";
+        case averaging_mode::pull: return "pull";
+    }
+    return "unknown";
+}
+
+/// Options of a node.
+struct swarm_options {
+    averaging_mode mode = averaging_mode::nonblocking;  ///< how pairs average
+    local_steps steps = local_steps::fixed(1);          ///< local steps between interactions
+    sgd_options sgd;                                    ///< the local optimizer
+    /// Own interactions a node may have in flight at once (>= 1). When the limit is reached a
+    /// due interaction is postponed to the next local step (counted in stats().postponed).
+    std::size_t max_in_flight = 1;
+    /// A partner that has not replied within this time is reported with peer_timeout_error.
+    std::chrono::milliseconds reply_timeout{60'000};
+    /// finish() gives up with peer_timeout_error if the other nodes are not all done by then.
+    std::chrono::milliseconds shutdown_timeout{300'000};
+    /// Seed of the node's random streams (partner choice, H draws, stochastic rounding); node
+    /// i uses stream i, so a seed fixes every node's choices.
+    std::uint64_t seed = 0;
+
+    /// Throws invalid_argument_error naming the offending value.
+    void validate() const {
+        sgd.validate();
+        detail::require<invalid_argument_error>(max_in_flight >= 1,
+                                                "swarm_options: max_in_flight = ", max_in_flight,
+                                                "; at least 1 interaction must be allowed");
+        detail::require<invalid_argument_error>(reply_timeout.count() > 0,
+                                                "swarm_options: reply_timeout = ",
+                                                reply_timeout.count(), " ms; it must be > 0");
+        detail::require<invalid_argument_error>(shutdown_timeout.count() > 0,
+                                                "swarm_options: shutdown_timeout = ",
+                                                shutdown_timeout.count(), " ms; it must be > 0");
+    }
+};
+
+}  // namespace swarmsgd
