@@ -1,0 +1,240 @@
+// Swarm SGD on Fashion-MNIST: n in-process nodes (threads), each training its own copy of a
+// small MLP on its own shard of the data and averaging with one random neighbour every H
+// local steps, without any global round. Prints progress, then the test accuracy of the mean
+// model and of node 0, the share of time spent averaging and the bytes sent.
+//
+//   fashion_mnist_swarm [--nodes 8] [--epochs 3] [--hidden 128] [--batch 64] [--lr 0.05]
+//                       [--momentum 0.9] [--H 2] [--geometric] [--topology ring|complete|torus|
+//                       hypercube] [--mode nonblocking|blocking|pull] [--seed 1] [--data DIR]
+#include <swarmsgd/eigen.hpp>
+#include <swarmsgd/swarmsgd.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "idx_reader.hpp"
+#include "mlp.hpp"
+
+namespace ex = swarmsgd::examples;
+
+namespace {
+
+struct config {
+    std::size_t nodes = 8;
+    double epochs = 3;
+    std::size_t hidden = 128;
+    std::size_t batch = 64;
+    double lr = 0.05;
+    double momentum = 0.9;
+    double h = 2;
+    bool geometric = false;
+    std::string topology = "ring";
+    std::string mode = "nonblocking";
+    std::uint64_t seed = 1;
+    std::string data;
+};
+
+[[noreturn]] void usage(const char* why) {
+    std::fprintf(stderr,
+                 "error: %s\nusage: fashion_mnist_swarm [--nodes N] [--epochs E] [--hidden H] "
+                 "[--batch B] [--lr R] [--momentum M] [--H STEPS] [--geometric] [--topology "
+                 "ring|complete|torus|hypercube] [--mode nonblocking|blocking|pull] [--seed S] "
+                 "[--data DIR]\n",
+                 why);
+    std::exit(2);
+}
+
+config parse(int argc, char** argv) {
+    config c;
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) usage(("missing value after " + arg).c_str());
+            return argv[++i];
+        };
+        auto number = [&](double lo) {
+            const std::string v = value();
+            char* end = nullptr;
+            const double d = std::strtod(v.c_str(), &end);
+            if (end == v.c_str() || *end != '\0' || !std::isfinite(d) || d < lo)
+                usage((arg + " needs a number >= " + std::to_string(lo) + ", got '" + v + "'").c_str());
+            return d;
+        };
+        if (arg == "--nodes") c.nodes = static_cast<std::size_t>(number(1));
+        else if (arg == "--epochs") c.epochs = number(0);
+        else if (arg == "--hidden") c.hidden = static_cast<std::size_t>(number(0));
+        else if (arg == "--batch") c.batch = static_cast<std::size_t>(number(1));
+        else if (arg == "--lr") c.lr = number(0);
+        else if (arg == "--momentum") c.momentum = number(0);
+        else if (arg == "--H") c.h = number(1);
+        else if (arg == "--geometric") c.geometric = true;
+        else if (arg == "--topology") c.topology = value();
+        else if (arg == "--mode") c.mode = value();
+        else if (arg == "--seed") c.seed = static_cast<std::uint64_t>(number(0));
+        else if (arg == "--data") c.data = value();
+        else if (arg == "--help" || arg == "-h") usage("help requested");
+        else usage(("unknown option " + arg).c_str());
+    }
+    return c;
+}
+
+swarmsgd::topology make_topology(const std::string& name, std::size_t n) {
+    if (name == "ring") return swarmsgd::topology::ring(n);
+    if (name == "complete") return swarmsgd::topology::complete(n);
+    if (name == "hypercube") return swarmsgd::topology::hypercube(n);
+    if (name == "torus") {
+        std::size_t rows = static_cast<std::size_t>(std::sqrt(static_cast<double>(n)));
+        while (n % rows != 0) --rows;
+        return swarmsgd::topology::torus(rows, n / rows);
+    }
+    usage(("unknown topology '" + name + "'").c_str());
+}
+
+swarmsgd::averaging_mode make_mode(const std::string& name) {
+    if (name == "nonblocking") return swarmsgd::averaging_mode::nonblocking;
+    if (name == "blocking") return swarmsgd::averaging_mode::blocking;
+    if (name == "pull") return swarmsgd::averaging_mode::pull;
+    usage(("unknown mode '" + name + "'").c_str());
+}
+
+/// Node i's local objective: mini-batches sampled from its own shard.
+struct shard_problem {
+    shard_problem(const ex::image_set& train, const ex::mlp_layout& layout, std::size_t nodes,
+                  std::size_t batch, std::uint64_t seed)
+        : layout(&layout), batch(batch), pixels(train.pixels_per_image()) {
+        for (std::size_t i = 0; i < nodes; ++i) {
+            shards.push_back(ex::shard(train, i, nodes, seed));
+            workspaces.emplace_back();
+            workspaces.back().reserve(layout, batch);
+            images.emplace_back(batch * pixels);
+            labels.emplace_back(batch);
+        }
+    }
+    double gradient(std::size_t node, const std::vector<float>& x, std::span<float> g,
+                    swarmsgd::rng& random) {
+        const auto& s = shards[node];
+        for (std::size_t b = 0; b < batch; ++b) {
+            const std::size_t k = random.uniform(s.count);
+            std::memcpy(images[node].data() + b * pixels, s.image(k), pixels * sizeof(float));
+            labels[node][b] = s.labels[k];
+        }
+        return ex::loss_and_gradient(*layout, x, images[node].data(), labels[node].data(), batch,
+                                     g, workspaces[node]);
+    }
+    const ex::mlp_layout* layout;
+    std::size_t batch, pixels;
+    std::vector<ex::image_set> shards;
+    std::vector<ex::workspace> workspaces;
+    std::vector<std::vector<float>> images;
+    std::vector<std::vector<std::uint8_t>> labels;
+};
+
+std::string human_bytes(double b) {
+    const char* unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) b /= 1024, ++u;
+    char out[32];
+    std::snprintf(out, sizeof out, "%.1f %s", b, unit[u]);
+    return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+    const config c = parse(argc, argv);
+    const auto dir = c.data.empty() ? ex::default_fashion_mnist_dir() : std::filesystem::path(c.data);
+    std::printf("Loading Fashion-MNIST from %s\n", dir.c_str());
+    const auto train = ex::load_fashion_mnist(dir, true);
+    const auto test = ex::load_fashion_mnist(dir, false);
+
+    const ex::mlp_layout layout(train.pixels_per_image(), c.hidden, 10);
+    std::vector<std::vector<float>> models(c.nodes, std::vector<float>(layout.parameter_count()));
+    for (auto& m : models) ex::init_params(layout, m, c.seed);  // same start on every node
+
+    const auto graph = make_topology(c.topology, c.nodes);
+    swarmsgd::swarm_options options;
+    options.mode = make_mode(c.mode);
+    options.steps = c.geometric ? swarmsgd::local_steps::geometric(c.h)
+                                : swarmsgd::local_steps::fixed(static_cast<std::size_t>(c.h));
+    options.sgd.learning_rate = c.lr;
+    options.sgd.momentum = c.momentum;
+    options.seed = c.seed;
+
+    // An epoch is one pass over the data by all nodes together.
+    const auto total_steps = static_cast<std::size_t>(
+        std::ceil(c.epochs * static_cast<double>(train.count) / static_cast<double>(c.batch)));
+    const std::size_t steps_per_node = (total_steps + c.nodes - 1) / c.nodes;
+    // Cosine decay over the run, so the final models settle.
+    options.sgd.schedule = [steps_per_node](std::size_t t, double base) {
+        const double progress = static_cast<double>(t) / static_cast<double>(steps_per_node);
+        return base * 0.5 * (1 + std::cos(3.141592653589793 * std::min(progress, 1.0)));
+    };
+
+    std::printf(
+        "Swarm SGD: %zu in-process nodes on %s, %s averaging, H = %s, MLP 784-%zu-10 (%zu "
+        "parameters), batch %zu, %.2f epochs = %zu local steps per node\n",
+        c.nodes, graph.name().c_str(), swarmsgd::to_string(options.mode),
+        options.steps.describe().c_str(), c.hidden, layout.parameter_count(), c.batch, c.epochs,
+        steps_per_node);
+
+    shard_problem problem(train, layout, c.nodes, c.batch, c.seed);
+    const bool tty = isatty(fileno(stdout)) != 0;
+    const auto start = std::chrono::steady_clock::now();
+    double smoothed_loss = 0;
+    auto last_print = start;
+    auto progress = [&](std::size_t node, std::size_t step, double loss,
+                        const swarmsgd::node_stats& stats) {
+        if (node != 0) return;  // node 0's thread reports for everyone
+        smoothed_loss = step == 0 ? loss : 0.98 * smoothed_loss + 0.02 * loss;
+        const auto now = std::chrono::steady_clock::now();
+        const bool last = step + 1 == steps_per_node;
+        if (!last && now - last_print < std::chrono::milliseconds(tty ? 200 : 2000)) return;
+        last_print = now;
+        const double elapsed = std::chrono::duration<double>(now - start).count();
+        const double done = static_cast<double>(step + 1) / static_cast<double>(steps_per_node);
+        const double eta = elapsed / done - elapsed;
+        const double images_per_s =
+            static_cast<double>((step + 1) * c.batch * c.nodes) / std::max(elapsed, 1e-9);
+        const int width = 30, filled = static_cast<int>(done * width);
+        std::printf("%s[%.*s%*s] %5.1f%%  epoch %.2f  loss %.3f  %.0f img/s  averaging %.1f%%  ETA %.0fs%s",
+                    tty ? "\r" : "", filled, "##############################", width - filled, "",
+                    100 * done, done * c.epochs, smoothed_loss, images_per_s,
+                    100 * stats.seconds_averaging / std::max(elapsed, 1e-9), eta,
+                    tty ? "   " : "\n");
+        std::fflush(stdout);
+    };
+    const auto report = swarmsgd::run_in_process(models, graph, problem, steps_per_node, options,
+                                                 swarmsgd::identity_quantizer<float>{}, progress);
+    if (tty) std::printf("\n");
+
+    const auto mean = swarmsgd::mean_model(models);
+    const std::vector<float> mean_f(mean.begin(), mean.end());
+    const double acc_mean = ex::accuracy(layout, mean_f, test);
+    const double acc_node0 = ex::accuracy(layout, models[0], test);
+    const auto total = report.total();
+    std::printf("Finished in %.1f s (%.0f images/s over all nodes)\n", report.wall_seconds,
+                static_cast<double>(total.local_steps * c.batch) / report.wall_seconds);
+    std::printf("Test accuracy: mean model %.2f%%, node 0 %.2f%%\n", 100 * acc_mean,
+                100 * acc_node0);
+    std::printf("Interactions: %llu completed (%.2f per local step), consensus distance Gamma = %.4g\n",
+                static_cast<unsigned long long>(total.interactions_completed),
+                static_cast<double>(total.interactions_completed) /
+                    static_cast<double>(std::max<std::uint64_t>(total.local_steps, 1)),
+                report.consensus_distance);
+    std::printf("Averaging share of time: %.2f%%; bytes sent: %s (%s per node)\n",
+                100 * report.averaging_share(), human_bytes(double(total.bytes_sent)).c_str(),
+                human_bytes(double(total.bytes_sent) / double(c.nodes)).c_str());
+    return 0;
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "fashion_mnist_swarm: %s\n", e.what());
+    return 1;
+}
