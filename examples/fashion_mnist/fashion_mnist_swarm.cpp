@@ -3,7 +3,7 @@
 // local steps, without any global round. Prints progress, then the test accuracy of the mean
 // model and of node 0, the share of time spent averaging and the bytes sent.
 //
-//   fashion_mnist_swarm [--nodes 8] [--epochs 3] [--hidden 128] [--batch 64] [--lr 0.05]
+//   fashion_mnist_swarm [--nodes 8] [--epochs 10] [--hidden 128] [--batch 64] [--lr 0.1]
 //                       [--momentum 0.9] [--H 2] [--geometric] [--topology ring|complete|torus|
 //                       hypercube] [--mode nonblocking|blocking|pull] [--seed 1] [--data DIR]
 #include <swarmsgd/eigen.hpp>
@@ -30,10 +30,10 @@ namespace {
 
 struct config {
     std::size_t nodes = 8;
-    double epochs = 3;
+    double epochs = 10;
     std::size_t hidden = 128;
     std::size_t batch = 64;
-    double lr = 0.05;
+    double lr = 0.1;
     double momentum = 0.9;
     double h = 2;
     bool geometric = false;
