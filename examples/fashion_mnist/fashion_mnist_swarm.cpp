@@ -225,11 +225,12 @@ int main(int argc, char** argv) try {
                 static_cast<double>(total.local_steps * c.batch) / report.wall_seconds);
     std::printf("Test accuracy: mean model %.2f%%, node 0 %.2f%%\n", 100 * acc_mean,
                 100 * acc_node0);
-    std::printf("Interactions: %llu completed (%.2f per local step), consensus distance Gamma = %.4g\n",
+    std::printf("Interactions: %llu completed (%.2f per local step), %llu postponed (partner "
+                "still busy with the previous one), consensus distance Gamma = %.4g\n",
                 static_cast<unsigned long long>(total.interactions_completed),
                 static_cast<double>(total.interactions_completed) /
                     static_cast<double>(std::max<std::uint64_t>(total.local_steps, 1)),
-                report.consensus_distance);
+                static_cast<unsigned long long>(total.postponed), report.consensus_distance);
     std::printf("Averaging share of time: %.2f%%; bytes sent: %s (%s per node)\n",
                 100 * report.averaging_share(), human_bytes(double(total.bytes_sent)).c_str(),
                 human_bytes(double(total.bytes_sent) / double(c.nodes)).c_str());

@@ -43,8 +43,10 @@ struct simulator_options {
     /// asynchronous: relative speed of each node (empty = all 1); a straggler 10x slower than
     /// the rest has speed 0.1.
     std::vector<double> speeds;
-    std::size_t min_delay = 0;  ///< asynchronous: fewest ticks a message spends in transit
-    std::size_t max_delay = 0;  ///< asynchronous: most ticks a message spends in transit
+    /// asynchronous: fewest ticks a message spends in transit (must be 0 when sequential)
+    std::size_t min_delay = 0;
+    /// asynchronous: most ticks a message spends in transit (must be 0 when sequential)
+    std::size_t max_delay = 0;
 };
 
 /// Simulates `models.size()` nodes training `problem` on `graph`.
@@ -94,6 +96,11 @@ public:
         // and its reply); the asynchronous one has no second thread to wait for.
         swarm_options node_options = options_.node;
         if (options_.schedule == simulation_schedule::sequential) {
+            require<invalid_argument_error>(
+                options_.min_delay == 0 && options_.max_delay == 0,
+                "simulator: message delays (min_delay = ", options_.min_delay, ", max_delay = ",
+                options_.max_delay, ") need the asynchronous schedule; the sequential model "
+                "averages each pair at once");
             if (node_options.mode == averaging_mode::blocking)
                 node_options.mode = averaging_mode::nonblocking;
         } else {

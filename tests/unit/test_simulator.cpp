@@ -150,7 +150,7 @@ TEST_CASE("same seed gives bit-identical models, a different seed differs") {
         least_squares p(32, 20, 9, 5);
         simulator_options o;
         o.schedule = schedule;
-        o.max_delay = 4;
+        o.max_delay = schedule == simulation_schedule::asynchronous ? 4 : 0;
         o.node.seed = seed;
         o.node.sgd.learning_rate = 0.02;
         o.node.sgd.momentum = 0.9;
@@ -233,6 +233,10 @@ TEST_CASE("simulator rejects bad set-ups with clear errors") {
     auto g4 = topology::ring(4);
     CHECK_THROWS_WITH_AS(simulator(models, g4, q, o), doctest::Contains("4 nodes but there are 8 models"),
                          topology_error);
+    o.max_delay = 3;  // delays need the asynchronous schedule
+    CHECK_THROWS_WITH_AS(simulator(models, g8, q, o), doctest::Contains("max_delay = 3"),
+                         invalid_argument_error);
+    o.max_delay = 0;
     o.schedule = simulation_schedule::asynchronous;
     o.speeds.assign(8, 1.0);
     o.speeds[2] = 0;
