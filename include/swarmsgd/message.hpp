@@ -32,7 +32,12 @@ enum class message_kind : std::uint8_t {
     pull_request = 3,  ///< "send me your model" (authors' one-sided pull variant)
     pull_reply = 4,    ///< a model sent in answer to a pull request; the sender did not change
     failure = 5,       ///< the sender could not take part; payload is a UTF-8 reason
+    fixup = 6,  ///< full-precision values for ranges the partner could not decode (recovery)
 };
+
+/// Envelope flag: a reply carries a fallback section after its quantized payload (recovery of
+/// failed decodes, see docs/algorithm.md).
+inline constexpr std::uint8_t flag_fallback = 1;
 
 /// Human-readable name of a message kind.
 [[nodiscard]] inline const char* to_string(message_kind k) noexcept {
@@ -42,6 +47,7 @@ enum class message_kind : std::uint8_t {
         case message_kind::pull_request: return "pull_request";
         case message_kind::pull_reply: return "pull_reply";
         case message_kind::failure: return "failure";
+        case message_kind::fixup: return "fixup";
     }
     return "unknown";
 }
@@ -52,6 +58,7 @@ struct envelope {
     std::uint32_t sender = 0;    ///< rank of the sending node
     std::uint64_t interaction = 0;  ///< id chosen by the initiator, echoed in the reply
     std::uint32_t payload_bytes = 0;  ///< bytes that follow the envelope
+    std::uint8_t flags = 0;           ///< flag_fallback, or 0
 };
 
 /// Size of the protocol header.
@@ -82,7 +89,7 @@ inline void write_envelope(std::span<std::byte> out, const envelope& e) {
     std::memcpy(out.data(), detail::envelope_magic.data(), 4);
     detail::store<std::uint16_t>(out.data() + 4, wire_format_version);
     detail::store<std::uint8_t>(out.data() + 6, static_cast<std::uint8_t>(e.kind));
-    detail::store<std::uint8_t>(out.data() + 7, 0);
+    detail::store<std::uint8_t>(out.data() + 7, e.flags);
     detail::store<std::uint32_t>(out.data() + 8, e.sender);
     detail::store<std::uint64_t>(out.data() + 12, e.interaction);
     detail::store<std::uint32_t>(out.data() + 20, e.payload_bytes);
@@ -103,10 +110,15 @@ inline void write_envelope(std::span<std::byte> out, const envelope& e) {
                                    version, ", this build reads version ", wire_format_version));
     envelope e;
     const auto kind = detail::load<std::uint8_t>(in.data() + 6);
-    if (kind < 1 || kind > 5)
+    if (kind < 1 || kind > 6)
         throw message_error(concat("message from node ", source, " has unknown kind ",
                                    int(kind)));
     e.kind = static_cast<message_kind>(kind);
+    e.flags = detail::load<std::uint8_t>(in.data() + 7);
+    if ((e.flags & ~flag_fallback) != 0 ||
+        ((e.flags & flag_fallback) != 0 && e.kind != message_kind::reply))
+        throw message_error(concat("message from node ", source, " (", to_string(e.kind),
+                                   ") has invalid flags ", int(e.flags)));
     e.sender = detail::load<std::uint32_t>(in.data() + 8);
     e.interaction = detail::load<std::uint64_t>(in.data() + 12);
     e.payload_bytes = detail::load<std::uint32_t>(in.data() + 20);

@@ -19,6 +19,7 @@ struct node_stats {
     std::uint64_t bytes_sent = 0;         ///< bytes sent (envelopes and payloads)
     std::uint64_t bytes_received = 0;     ///< bytes received
     std::uint64_t failed_decode_elements = 0;  ///< elements a quantizer could not decode
+    std::uint64_t recovered_elements = 0;  ///< elements sent or applied at full precision instead
     double seconds_averaging = 0;  ///< snapshot, encode, send, receive, decode, apply, waits
     double seconds_optimizer = 0;  ///< time in the local optimizer step
     double seconds_shutdown = 0;   ///< time in finish(), waiting for the other nodes
@@ -35,6 +36,7 @@ struct node_stats {
         bytes_sent += o.bytes_sent;
         bytes_received += o.bytes_received;
         failed_decode_elements += o.failed_decode_elements;
+        recovered_elements += o.recovered_elements;
         seconds_averaging += o.seconds_averaging;
         seconds_optimizer += o.seconds_optimizer;
         seconds_shutdown += o.seconds_shutdown;

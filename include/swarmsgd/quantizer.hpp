@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "random.hpp"
@@ -61,6 +62,34 @@ concept quantizer_for =
         { q.max_encoded_size(n) } -> std::convertible_to<std::size_t>;
         { q.encode(values, out, random) } -> std::convertible_to<std::size_t>;
         { q.decode(payload, reference, values) } -> std::same_as<decode_result>;
+    };
+
+/// OPTIONAL capability of a quantizer: exact reconstruction with a raw payload. A quantizer
+/// opts in with `static constexpr bool exact_reconstruction = true;` and two members, and
+/// thereby promises that
+/// - its payload for n values is a header followed by the n values verbatim (the in-memory
+///   representation of V, little-endian, no padding), max_encoded_size(n) bytes in all: the
+///   header has `max_encoded_size(n) - n * sizeof(V)` bytes, decode(encode(x)) == x bit for
+///   bit and encode leaves `values` unchanged;
+/// - encode draws nothing from the rng;
+/// - `q.write_raw_header(out, n)` writes exactly the header that encode writes for n values;
+/// - `q.check_raw_payload(payload, n)` validates a payload exactly as decode does when `out`
+///   has n elements (same exceptions, same messages; it returns normally only if
+///   payload.size() == max_encoded_size(n)); it does not look at the values.
+/// swarm_node detects the capability and then reads and writes the wire bytes directly, in
+/// fused passes, instead of encoding and decoding through intermediate buffers (see
+/// docs/performance.md); the results are bit-identical. Everything else (other code, and
+/// swarm_node for quantizers without the capability) uses only the quantizer_for interface,
+/// which an exact quantizer must still provide in full.
+template <class Q, class V>
+concept exact_quantizer_for =
+    quantizer_for<Q, V> &&
+    requires(const Q& q, std::size_t n, std::span<std::byte> out,
+             std::span<const std::byte> payload) {
+        requires std::same_as<std::remove_cv_t<decltype(Q::exact_reconstruction)>, bool>;
+        requires Q::exact_reconstruction;
+        q.write_raw_header(out, n);
+        q.check_raw_payload(payload, n);
     };
 
 }  // namespace swarmsgd

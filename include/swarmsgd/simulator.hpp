@@ -183,8 +183,12 @@ private:
             for (std::size_t s = 0; s < h; ++s) local_step(node);
         }
         nodes_[i].initiate(j);
-        nodes_[j].poll();  // answers and applies its half
-        nodes_[i].poll();  // applies the reply
+        // j answers and applies its half, i applies the reply; a recovered decode adds a
+        // fixup from i to j. Nothing else is in transit in the sequential model.
+        while (network_.pending() != 0) {
+            nodes_[j].poll();
+            nodes_[i].poll();
+        }
         ++ticks_;
     }
 

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "communicator.hpp"
+#include "detail/fallback.hpp"
 #include "detail/kernels.hpp"
 #include "errors.hpp"
 #include "message.hpp"
@@ -86,6 +87,23 @@ public:
                   "needs id(), name(), max_encoded_size(n), encode(values, out, rng) and "
                   "decode(payload, reference, out) -> decode_result; see quantizer.hpp");
 
+    /// True when the quantizer has the exact_reconstruction capability (quantizer.hpp), e.g.
+    /// identity: the node then reads and writes the wire payloads in place, in fused passes
+    /// (one pass per side and step instead of up to six), with bit-identical results. The
+    /// protocol, the wire bytes, the errors and the statistics are the same either way.
+    static constexpr bool exact = exact_quantizer_for<Quant, value_type>;
+
+    /// True when the quantizer can fail to decode and adapts to the distances it sees (the
+    /// lattice quantizer: `observe(mine, theirs)` and `on_failure(distance)`). The node then
+    /// recovers every failed range at full precision (a fallback section in the reply, and a
+    /// fixup message when the responder could not decode the request), so a model is never
+    /// corrupted and the mean stays exact; see docs/algorithm.md.
+    static constexpr bool recovers =
+        requires(Quant& q, double d, std::span<const value_type> a) {
+            q.on_failure(d);
+            q.observe(a, a);
+        };
+
     /// Binds a node to its model, communicator endpoint and topology. Validates the options
     /// and that the topology has as many nodes as the communicator.
     swarm_node(Model& model, Comm& comm, const topology& graph, swarm_options options,
@@ -98,12 +116,17 @@ public:
           size_(model_size(model)),
           optimizer_((options_.validate(), options_.sgd), size_),
           random_(options_.seed, comm.rank()),
-          own_(size_),
-          received_(size_) {
+          own_(exact ? 0 : size_),
+          received_(exact ? 0 : size_),
+          raw_own_(recovers ? size_ : 0),
+          scratch_(recovers ? size_ : 0) {
         using detail::require;
         require<topology_error>(graph.size() == comm.size(), "node ", comm.rank(),
                                 ": topology has ", graph.size(), " nodes but the communicator has ",
                                 comm.size());
+        // Communicators that can (MPI) check at start-up that every node has the same model
+        // size, so a mismatch is reported on every node at once rather than mid-run.
+        if constexpr (requires { comm.check_model_size(size_); }) comm.check_model_size(size_);
         due_ = options_.steps.draw(random_);
     }
 
@@ -125,8 +148,13 @@ public:
     [[nodiscard]] rng& random() noexcept { return random_; }
     /// The options in force.
     [[nodiscard]] const swarm_options& options() const noexcept { return options_; }
-    /// Own interactions whose reply has not arrived yet.
-    [[nodiscard]] std::size_t in_flight() const noexcept { return in_flight_.size(); }
+    /// Interactions not yet complete on this node: own ones whose reply has not arrived, and
+    /// served ones whose fixup (recovery of failed decodes) has not arrived.
+    [[nodiscard]] std::size_t in_flight() const noexcept {
+        return in_flight_.size() + fixups_.size();
+    }
+    /// The quantizer (its adaptive state, e.g. the lattice step, included).
+    [[nodiscard]] const Quant& quantizer() const noexcept { return quantizer_; }
 
     /// When false, after_local_step() never starts an interaction by itself; a driver (the
     /// simulator's sequential model) starts them with initiate().
@@ -176,13 +204,18 @@ public:
         }
         const auto start = clock::now();
         const std::uint64_t id = next_interaction_++;
-        pending p{id, peer, start, take_buffer()};
+        pending p{id, peer, start, take_buffer(), {}};
         if (options_.mode == averaging_mode::pull) {
             send(peer, message_kind::pull_request, id, nullptr);
         } else {
             p.sent.resize(size_);
-            gather(*model_, std::span<value_type>(p.sent));
-            send(peer, message_kind::request, id, &p.sent);  // p.sent becomes D(m_i)
+            if constexpr (exact) {
+                send_model_exact(peer, message_kind::request, id, p.sent.data());
+            } else {
+                gather(*model_, std::span<value_type>(p.sent));
+                if constexpr (recovers) p.raw = p.sent;  // S_i, for exact recovery
+                send(peer, message_kind::request, id, &p.sent);  // p.sent becomes D(m_i)
+            }
         }
         in_flight_.push_back(std::move(p));
         ++stats_.interactions_initiated;
@@ -209,9 +242,9 @@ public:
         stopping_ = true;
         const auto start = clock::now();
         const auto deadline = start + options_.shutdown_timeout;
-        while (!in_flight_.empty()) {
+        while (in_flight() != 0) {
             poll();
-            if (!in_flight_.empty()) comm_->wait_for_message(std::chrono::milliseconds(1));
+            if (in_flight() != 0) comm_->wait_for_message(std::chrono::milliseconds(1));
         }
         comm_->announce_done();
         while (!comm_->all_done()) {
@@ -235,6 +268,18 @@ private:
         std::size_t peer;
         clock::time_point start;
         buffer sent;  // D(m_i): what the partner reconstructs of our snapshot
+        buffer raw;   // S_i itself (quantizers that recover only)
+    };
+
+    /// A served interaction whose fixup is awaited: the responder could not decode these
+    /// ranges of the request, sent its own values instead, and applies its half when the
+    /// initiator's values arrive.
+    struct awaiting_fixup {
+        std::uint64_t id;
+        std::size_t peer;
+        clock::time_point start;
+        std::vector<detail::fallback_range> ranges;
+        buffer own;  // S_j on the ranges, concatenated
     };
 
     static double seconds_since(clock::time_point t) {
@@ -259,6 +304,12 @@ private:
     /// ones); on return `*values` holds the reconstruction the receiver will decode.
     void send(std::size_t peer, message_kind kind, std::uint64_t id, buffer* values,
               std::span<const std::byte> raw_payload = {}) {
+        post(peer, kind, id, build(peer, values, raw_payload));
+    }
+
+    /// The bytes of a message (room for the envelope, then the payload), not yet sent.
+    std::vector<std::byte> build(std::size_t peer, buffer* values,
+                                 std::span<const std::byte> raw_payload = {}) {
         std::vector<std::byte> bytes = take_bytes();
         std::size_t payload = raw_payload.size();
         if (values != nullptr) {
@@ -277,8 +328,17 @@ private:
                 std::copy(raw_payload.begin(), raw_payload.end(), bytes.begin() + envelope_size);
         }
         bytes.resize(envelope_size + payload);
+        return bytes;
+    }
+
+    /// Writes the envelope of `bytes` (whose payload is in place after it), counts and sends.
+    void post(std::size_t peer, message_kind kind, std::uint64_t id, std::vector<std::byte> bytes,
+              std::uint8_t flags = 0) {
+        detail::require<message_error>(bytes.size() - envelope_size <= 0xFFFFFFFFu, "node ",
+                                       rank(), ": message of ", bytes.size(),
+                                       " bytes exceeds the 4 GiB payload limit");
         write_envelope(bytes, {kind, static_cast<std::uint32_t>(rank()), id,
-                               static_cast<std::uint32_t>(payload)});
+                               static_cast<std::uint32_t>(bytes.size() - envelope_size), flags});
         stats_.bytes_sent += bytes.size();
         ++stats_.messages_sent;
         auto request = comm_->isend(peer, std::move(bytes));
@@ -286,17 +346,71 @@ private:
         reap_sends();
     }
 
-    void reap_sends() {
-        std::erase_if(outstanding_, [](auto& r) { return r.test(); });
+    // -----------------------------------------------------------------------------------------
+    // The path for exact quantizers (exact == true). Same protocol, wire bytes, errors (types,
+    // texts, order of precedence), failure replies and statistics as the general path; the
+    // passes over model-sized memory are fused:
+    //   initiate      model -> snapshot + request payload, checked: 1 pass (was gather, check,
+    //                 encode: 3)
+    //   serve request one blocked pass over the model and the request payload, which becomes
+    //                 the reply in place: reply = x, x += (r - x) / 2, both checked (was
+    //                 gather, decode, 2 checks, encode, apply: 6); own_ and received_ are not
+    //                 used (not even allocated)
+    //   complete      check the reply payload in place (read only), then x += (r - snapshot) / 2
+    //                 reading it in place (was decode, check, apply: 3 passes, 1 buffer)
+    // The wire payload after the 40 bytes of headers is only 8-byte aligned: the kernels load
+    // and store it with memcpy (unaligned vector moves).
+    // -----------------------------------------------------------------------------------------
+
+    /// Byte offset of the values in a payload of this node's model size.
+    [[nodiscard]] std::size_t raw_header_size() const {
+        return quantizer_.max_encoded_size(size_) - size_ * sizeof(value_type);
     }
 
-    /// Decodes a model payload from `peer` against `reference` into received_, validating it.
-    void decode_from(std::size_t peer, message_kind kind, std::span<const std::byte> payload,
-                     std::span<const value_type> reference) {
+    /// The size check gather() makes before it copies the model (same exception and text).
+    void check_model_size() const {
+        const std::size_t n = model_size(*model_);
+        detail::require<size_mismatch_error>(n == size_, "gather: model has ", n,
+                                             " elements, buffer ", size_);
+    }
+
+    /// gather + send for exact quantizers: one pass copies the model into the message payload
+    /// (and into `snapshot` when not null), refusing a non-finite model as send() does.
+    void send_model_exact(std::size_t peer, message_kind kind, std::uint64_t id,
+                          value_type* snapshot) {
+        check_model_size();
+        std::vector<std::byte> bytes = take_bytes();
+        const std::size_t payload = quantizer_.max_encoded_size(size_);
+        bytes.resize(envelope_size + payload);
+        const auto out = std::span<std::byte>(bytes).subspan(envelope_size);
+        quantizer_.write_raw_header(out, size_);
+        std::byte* const raw = out.data() + raw_header_size();
+        std::size_t bad = size_;
+        value_type bad_value{};
+        for_each_part(*model_, [&](std::span<value_type> x, std::size_t offset) {
+            if (bad != size_) return;
+            const std::size_t k = detail::copy_out_checked(
+                x.data(), snapshot == nullptr ? nullptr : snapshot + offset,
+                raw + offset * sizeof(value_type), x.size());
+            if (k != x.size()) {
+                bad = offset + k;
+                bad_value = x[k];
+            }
+        });
+        if (bad != size_)
+            throw non_finite_error(detail::concat(
+                "node ", rank(), ": model element ", bad, " is ", bad_value,
+                "; refusing to send a non-finite model to node ", peer));
+        post(peer, kind, id, std::move(bytes));
+    }
+
+    /// The header and size checks of decode_from for exact quantizers (same exceptions and
+    /// texts); returns the offset of the values in `payload`.
+    std::size_t check_header_exact(std::size_t peer, message_kind kind,
+                                   std::span<const std::byte> payload) const {
         using detail::concat;
-        decode_result result;
         try {
-            result = quantizer_.decode(payload, reference, std::span<value_type>(received_));
+            quantizer_.check_raw_payload(payload, size_);
         } catch (const size_mismatch_error& e) {
             throw size_mismatch_error(concat("node ", rank(), " (model of ", size_,
                                              " elements) got a ", to_string(kind), " from node ",
@@ -305,17 +419,177 @@ private:
             throw message_error(concat("node ", rank(), " got a malformed ", to_string(kind),
                                        " from node ", peer, ": ", e.what()));
         }
-        if (!result.ok()) {
-            stats_.failed_decode_elements += result.failed_elements();
-            throw message_error(concat("node ", rank(), ": ", quantizer_.name(),
-                                       " could not decode ", result.failed_elements(),
-                                       " elements of a ", to_string(kind), " from node ", peer));
+        const std::size_t expected = quantizer_.max_encoded_size(size_);
+        if (payload.size() != expected)  // only if check_raw_payload broke its contract
+            throw message_error(concat("node ", rank(), " got a malformed ", to_string(kind),
+                                       " from node ", peer, ": ", quantizer_.name(),
+                                       " payload has ", payload.size(), " bytes, expected ",
+                                       expected));
+        return raw_header_size();
+    }
+
+    /// decode_from for exact quantizers: validates a model payload from `peer` (header, size,
+    /// finiteness of every value) without copying it; returns the address of its values.
+    const std::byte* check_payload_exact(std::size_t peer, message_kind kind,
+                                         std::span<const std::byte> payload) const {
+        const std::byte* raw = payload.data() + check_header_exact(peer, kind, payload);
+        if (const auto k = detail::first_non_finite_raw<value_type>(raw, size_); k != size_)
+            throw message_error(detail::concat("node ", rank(), ": ", to_string(kind),
+                                               " from node ", peer,
+                                               " decodes to a non-finite element ", k,
+                                               "; the model was not changed"));
+        return raw;
+    }
+
+    /// serve_request for exact quantizers. The request's bytes become the reply: one blocked
+    /// pass swaps the model into the payload and averages, x += (r - x) / 2 (the responder's
+    /// snapshot is its model: nothing runs in between). A non-finite value in either is found
+    /// in the same pass; the blocks already averaged are then restored exactly from the
+    /// payload (which holds their old values), so the model is unchanged, and the error is the
+    /// one the general path reports (a non-finite request takes precedence over a non-finite
+    /// own model, first index of each). One difference remains, on the path where the
+    /// communicator's isend itself throws while sending the reply: the general path had not
+    /// applied its half yet, this one has (the reply bytes are gone with the exception).
+    void serve_request_exact(const envelope& e, std::vector<std::byte>& bytes) {
+        check_model_size();
+        try {
+            const auto payload = std::span<std::byte>(bytes).subspan(envelope_size);
+            std::byte* const raw = payload.data() + check_header_exact(e.sender, e.kind, payload);
+            std::size_t failed = size_;  // global index of the failing block's start
+            for_each_part(*model_, [&](std::span<value_type> x, std::size_t offset) {
+                if (failed != size_) return;
+                const std::size_t b = detail::exchange_and_average(
+                    x.data(), raw + offset * sizeof(value_type), x.size());
+                if (b != x.size()) failed = offset + b;
+            });
+            if (failed != size_) refused_exchange(e, raw, failed);  // throws
+            quantizer_.write_raw_header(payload, size_);  // the reply's header
+            post(e.sender, message_kind::reply, e.interaction, std::move(bytes));
+        } catch (const size_mismatch_error& err) {
+            refuse(e.sender, e.interaction, detail::failure_code::size_mismatch, err);
+        } catch (const message_error& err) {
+            refuse(e.sender, e.interaction, detail::failure_code::malformed, err);
+        } catch (const non_finite_error& err) {
+            refuse(e.sender, e.interaction, detail::failure_code::non_finite, err);
         }
+        ++stats_.interactions_served;
+    }
+
+    /// The exchange failed in the block starting at global index `failed`: restores the model
+    /// before it from the payload (which holds its old values there; from `failed` on, the
+    /// payload is the partner's again and the model untouched), then throws what the general
+    /// path throws: message_error for a non-finite request value, else non_finite_error.
+    [[noreturn]] void refused_exchange(const envelope& e, const std::byte* raw,
+                                       std::size_t failed) {
+        using detail::concat;
+        for_each_part(*model_, [&](std::span<value_type> x, std::size_t offset) {
+            if (offset < failed)
+                detail::copy_in_raw(raw + offset * sizeof(value_type), x.data(),
+                                    std::min(x.size(), failed - offset));
+        });
+        if (const auto k = failed + detail::first_non_finite_raw<value_type>(
+                                        raw + failed * sizeof(value_type), size_ - failed);
+            k != size_)
+            throw message_error(concat("node ", rank(), ": ", to_string(e.kind), " from node ",
+                                       e.sender, " decodes to a non-finite element ", k,
+                                       "; the model was not changed"));
+        std::size_t bad = size_;
+        value_type bad_value{};
+        for_each_part(*model_, [&](std::span<value_type> x, std::size_t offset) {
+            if (bad != size_) return;
+            if (const auto k = detail::first_non_finite(x.data(), x.size()); k != x.size()) {
+                bad = offset + k;
+                bad_value = x[k];
+            }
+        });
+        throw non_finite_error(concat("node ", rank(), ": model element ", bad, " is ", bad_value,
+                                      "; refusing to send a non-finite model to node ", e.sender));
+    }
+
+    /// complete() for exact quantizers: validates the reply in place, then applies it reading
+    /// the payload in place: x += (r - snapshot) / 2, or x += (r - x) / 2 for a pull reply.
+    void apply_reply_exact(const envelope& e, std::span<const std::byte> payload,
+                           const pending& p) {
+        if (e.kind == message_kind::pull_reply) {
+            check_model_size();  // the general path gathers the model first
+            const std::byte* raw = check_payload_exact(e.sender, e.kind, payload);
+            for_each_part(*model_, [&](std::span<value_type> x, std::size_t offset) {
+                detail::average_with_raw(x.data(), raw + offset * sizeof(value_type), x.size());
+            });
+        } else {
+            const std::byte* raw = check_payload_exact(e.sender, e.kind, payload);
+            for_each_part(*model_, [&](std::span<value_type> x, std::size_t offset) {
+                detail::add_half_difference_raw(x.data(), raw + offset * sizeof(value_type),
+                                                p.sent.data() + offset, x.size());
+            });
+        }
+    }
+
+    void reap_sends() {
+        std::erase_if(outstanding_, [](auto& r) { return r.test(); });
+    }
+
+    /// Decodes a model payload from `peer` against `reference` into `out` (received_ by
+    /// default), validating it. Failed ranges are an error unless the quantizer recovers; then
+    /// they are returned and the caller checks finiteness once it has patched them.
+    decode_result decode_from(std::size_t peer, message_kind kind,
+                              std::span<const std::byte> payload,
+                              std::span<const value_type> reference, buffer* out = nullptr) {
+        using detail::concat;
+        buffer& target = out == nullptr ? received_ : *out;
+        decode_result result;
+        try {
+            result = quantizer_.decode(payload, reference, std::span<value_type>(target));
+        } catch (const size_mismatch_error& e) {
+            throw size_mismatch_error(concat("node ", rank(), " (model of ", size_,
+                                             " elements) got a ", to_string(kind), " from node ",
+                                             peer, ": ", e.what()));
+        } catch (const message_error& e) {
+            throw message_error(concat("node ", rank(), " got a malformed ", to_string(kind),
+                                       " from node ", peer, ": ", e.what()));
+        }
+        if constexpr (recovers) {
+            return result;
+        } else {
+            if (!result.ok()) {
+                stats_.failed_decode_elements += result.failed_elements();
+                throw message_error(concat("node ", rank(), ": ", quantizer_.name(),
+                                           " could not decode ", result.failed_elements(),
+                                           " elements of a ", to_string(kind), " from node ",
+                                           peer));
+            }
+            check_received_finite(peer, kind);
+            return result;
+        }
+    }
+
+    void check_received_finite(std::size_t peer, message_kind kind) const {
         if (const auto k = detail::first_non_finite(received_.data(), received_.size());
             k != received_.size())
-            throw message_error(concat("node ", rank(), ": ", to_string(kind), " from node ", peer,
-                                       " decodes to a non-finite element ", k,
-                                       "; the model was not changed"));
+            throw message_error(detail::concat("node ", rank(), ": ", to_string(kind),
+                                               " from node ", peer,
+                                               " decodes to a non-finite element ", k,
+                                               "; the model was not changed"));
+    }
+
+    /// Calls f(x, begin, n) for the model elements [r.begin, r.end) part by part: x points at
+    /// element `begin` of the flat model, inside one part, for n elements.
+    template <class F>
+    void for_each_in_range(std::size_t begin, std::size_t end, F&& f) {
+        for_each_part(*model_, [&](std::span<value_type> x, std::size_t offset) {
+            const std::size_t lo = std::max(begin, offset), hi = std::min(end, offset + x.size());
+            if (lo < hi) f(x.data() + (lo - offset), lo, hi - lo);
+        });
+    }
+
+    /// Largest |a[k] - b[k]| over the ranges.
+    static double max_difference(std::span<const detail::fallback_range> ranges,
+                                 const value_type* a, const value_type* b) {
+        double d = 0;
+        for (const auto& r : ranges)
+            for (std::size_t k = r.begin; k < r.end; ++k)
+                d = std::max(d, std::abs(double(a[k]) - double(b[k])));
+        return d;
     }
 
     /// x += (received_ - own) / 2 over every part of the model.
@@ -348,13 +622,26 @@ private:
         const envelope e = read_envelope(message.bytes, message.source);
         const auto payload = std::span<const std::byte>(message.bytes).subspan(envelope_size);
         switch (e.kind) {
-            case message_kind::request: serve_request(e, payload); break;
+            case message_kind::request:
+                if constexpr (exact)
+                    serve_request_exact(e, message.bytes);  // the bytes become the reply
+                else
+                    serve_request(e, payload);
+                break;
             case message_kind::pull_request: serve_pull(e); break;
             case message_kind::reply:
             case message_kind::pull_reply: complete(e, payload); break;
+            case message_kind::fixup:
+                if constexpr (recovers)
+                    apply_fixup(e, payload);
+                else
+                    throw message_error(detail::concat("node ", rank(), " got a fixup from node ",
+                                                       e.sender, " but ", quantizer_.name(),
+                                                       " never fails to decode"));
+                break;
             case message_kind::failure: peer_failed(e, payload);
         }
-        spare_bytes_.push_back(std::move(message.bytes));
+        if (!message.bytes.empty()) spare_bytes_.push_back(std::move(message.bytes));
     }
 
     void serve_request(const envelope& e, std::span<const std::byte> payload) {
@@ -362,8 +649,11 @@ private:
         // then send our snapshot; own_ becomes D(m_j), what the initiator will reconstruct.
         gather(*model_, std::span<value_type>(own_));
         try {
-            decode_from(e.sender, e.kind, payload, own_);
-            send_reply_of_own(e);
+            const auto result = decode_from(e.sender, e.kind, payload, own_);
+            if constexpr (recovers)
+                reply_with_recovery(e, result);
+            else
+                send_reply_of_own(e);
         } catch (const size_mismatch_error& err) {
             refuse(e.sender, e.interaction, detail::failure_code::size_mismatch, err);
         } catch (const message_error& err) {
@@ -375,6 +665,160 @@ private:
         ++stats_.interactions_served;
     }
 
+    /// The responder's side for quantizers that can fail (own_ holds S_j, received_ the
+    /// decoded request with `request` listing the ranges that failed, F1):
+    /// - F1: nothing to average with yet; our raw values go to the initiator, and we apply our
+    ///   half when its fixup brings its values;
+    /// - F2: ranges where the initiator's decode of OUR message would fail. We know its
+    ///   reference (received_ = D(m_i) outside F1) so we run its decode ourselves, and send
+    ///   those ranges raw too;
+    /// on F = F1 u F2 our reconstruction is S_j itself, so both sides apply the same values.
+    void reply_with_recovery(const envelope& e, const decode_result& request) {
+        stats_.failed_decode_elements += request.failed_elements();
+        raw_own_ = own_;
+        for (const auto& r : request.failed)  // no change there until the fixup
+            std::copy(own_.begin() + long(r.begin), own_.begin() + long(r.end),
+                      received_.begin() + long(r.begin));
+        check_received_finite(e.sender, e.kind);
+        std::vector<std::byte> bytes = build(e.sender, &own_);  // own_ becomes D(m_j)
+        const std::size_t quantized = bytes.size() - envelope_size;
+        const auto predicted = quantizer_.decode(
+            std::span<const std::byte>(bytes).subspan(envelope_size), received_,
+            std::span<value_type>(scratch_));
+        const auto fallback = detail::merge_ranges(request.failed, predicted.failed);
+        std::uint8_t flags = 0;
+        if (!fallback.empty()) {
+            for (const auto& r : fallback)
+                std::copy(raw_own_.begin() + long(r.begin), raw_own_.begin() + long(r.end),
+                          own_.begin() + long(r.begin));
+            detail::append_fallback<value_type>(bytes, fallback, raw_own_);
+            const std::size_t at = bytes.size();
+            bytes.resize(at + 8);
+            detail::store<std::uint64_t>(bytes.data() + at, quantized);
+            flags = flag_fallback;
+            stats_.recovered_elements += detail::range_elements(fallback);
+        }
+        post(e.sender, message_kind::reply, e.interaction, std::move(bytes), flags);
+        if (!request.ok()) {
+            awaiting_fixup f{e.interaction, e.sender, clock::now(), {}, {}};
+            for (const auto& r : fallback) {
+                if (!r.needs_fixup) continue;
+                f.ranges.push_back(r);
+                f.own.insert(f.own.end(), raw_own_.begin() + long(r.begin),
+                             raw_own_.begin() + long(r.end));
+            }
+            fixups_.push_back(std::move(f));
+            quantizer_.on_failure(0.0);  // the distance is known once the fixup lands
+        } else {
+            quantizer_.observe(std::span<const value_type>(raw_own_),
+                               std::span<const value_type>(received_));
+        }
+    }
+
+    /// The initiator's side of a reply for quantizers that can fail: decode what can be,
+    /// take the fallback ranges raw, average, and send a fixup for the ranges the responder
+    /// could not decode (with our raw snapshot S_i there, so that both sides end at the exact
+    /// average (S_i + S_j) / 2 of those ranges).
+    void complete_with_recovery(const envelope& e, std::span<const std::byte> payload,
+                                pending& p) {
+        using detail::concat;
+        auto quantized = payload;
+        detail::fallback_section section;
+        if ((e.flags & flag_fallback) != 0) {
+            if (payload.size() < 8)
+                throw message_error(concat("node ", rank(), " got a malformed reply from node ",
+                                           e.sender, ": ", payload.size(), " bytes"));
+            const auto q = detail::load<std::uint64_t>(payload.data() + payload.size() - 8);
+            if (q > payload.size() - 8)
+                throw message_error(concat("node ", rank(), " got a malformed reply from node ",
+                                           e.sender, ": quantized part of ", q, " bytes in ",
+                                           payload.size()));
+            quantized = payload.first(q);
+            section = detail::read_fallback<value_type>(
+                payload.subspan(q, payload.size() - 8 - q), size_,
+                concat("reply from node ", e.sender).c_str());
+        }
+        const auto result = decode_from(e.sender, e.kind, quantized, p.sent);
+        for (const auto& f : result.failed) {
+            const bool covered = std::any_of(section.ranges.begin(), section.ranges.end(),
+                                             [&](const detail::fallback_range& r) {
+                                                 return r.begin <= f.begin && f.end <= r.end;
+                                             });
+            if (!covered)
+                throw message_error(concat("node ", rank(), " could not decode elements [",
+                                           f.begin, ", ", f.end, ") of the reply from node ",
+                                           e.sender, ", which sent no full-precision values "
+                                           "for them; the model was not changed"));
+        }
+        stats_.failed_decode_elements += result.failed_elements();
+        detail::copy_fallback_values<value_type>(section, std::span<value_type>(received_));
+        check_received_finite(e.sender, e.kind);
+        std::vector<detail::fallback_range> fixup;
+        for (const auto& r : section.ranges) {
+            if (!r.needs_fixup) continue;
+            fixup.push_back({r.begin, r.end, false});
+            std::copy(p.raw.begin() + long(r.begin), p.raw.begin() + long(r.end),
+                      p.sent.begin() + long(r.begin));  // we apply S_j - S_i there
+        }
+        apply_half_difference(p.sent);
+        if (!fixup.empty()) {
+            std::vector<std::byte> bytes = take_bytes();
+            bytes.resize(envelope_size);
+            detail::append_fallback<value_type>(bytes, fixup, p.raw);
+            post(e.sender, message_kind::fixup, e.interaction, std::move(bytes));
+        }
+        if (section.ranges.empty())
+            quantizer_.observe(std::span<const value_type>(p.sent),
+                               std::span<const value_type>(received_));
+        else
+            quantizer_.on_failure(max_difference(section.ranges, p.sent.data(), received_.data()));
+        stats_.recovered_elements += detail::range_elements(section.ranges);
+    }
+
+    /// The responder's last step of a recovered interaction: the initiator's raw values for
+    /// the ranges we could not decode; apply our half there, x += (S_i - S_j) / 2.
+    void apply_fixup(const envelope& e, std::span<const std::byte> payload) {
+        using detail::concat;
+        const auto it = std::find_if(fixups_.begin(), fixups_.end(), [&](const awaiting_fixup& f) {
+            return f.id == e.interaction && f.peer == e.sender;
+        });
+        if (it == fixups_.end())
+            throw message_error(concat("node ", rank(), " got a fixup from node ", e.sender,
+                                       " for interaction ", e.interaction,
+                                       " that it is not waiting for"));
+        awaiting_fixup f = std::move(*it);
+        fixups_.erase(it);
+        const auto section = detail::read_fallback<value_type>(
+            payload, size_, concat("fixup from node ", e.sender).c_str());
+        bool same = section.ranges.size() == f.ranges.size();
+        for (std::size_t i = 0; same && i < f.ranges.size(); ++i)
+            same = section.ranges[i].begin == f.ranges[i].begin &&
+                   section.ranges[i].end == f.ranges[i].end;
+        if (!same)
+            throw message_error(concat("node ", rank(), ": fixup from node ", e.sender,
+                                       " for interaction ", e.interaction,
+                                       " covers other ranges than were asked for"));
+        std::vector<value_type> theirs(detail::range_elements(section.ranges));
+        if (!theirs.empty())
+            std::memcpy(theirs.data(), section.values, theirs.size() * sizeof(value_type));
+        if (const auto k = detail::first_non_finite(theirs.data(), theirs.size()); k != theirs.size())
+            throw message_error(concat("node ", rank(), ": fixup from node ", e.sender,
+                                       " holds a non-finite value; the model was not changed"));
+        std::size_t at = 0;
+        double distance = 0;
+        for (const auto& r : f.ranges) {
+            const value_type* s_i = theirs.data() + at;
+            const value_type* s_j = f.own.data() + at;
+            for_each_in_range(r.begin, r.end, [&](value_type* x, std::size_t lo, std::size_t n) {
+                detail::add_half_difference(x, s_i + (lo - r.begin), s_j + (lo - r.begin), n);
+            });
+            for (std::size_t k = 0; k < r.end - r.begin; ++k)
+                distance = std::max(distance, std::abs(double(s_i[k]) - double(s_j[k])));
+            at += r.end - r.begin;
+        }
+        quantizer_.on_failure(distance);
+    }
+
     void send_reply_of_own(const envelope& e) {
         send(e.sender, e.kind == message_kind::request ? message_kind::reply
                                                        : message_kind::pull_reply,
@@ -382,8 +826,12 @@ private:
     }
 
     void serve_pull(const envelope& e) {
-        gather(*model_, std::span<value_type>(own_));
-        send_reply_of_own(e);
+        if constexpr (exact) {
+            send_model_exact(e.sender, message_kind::pull_reply, e.interaction, nullptr);
+        } else {
+            gather(*model_, std::span<value_type>(own_));
+            send_reply_of_own(e);
+        }
         ++stats_.interactions_served;
     }
 
@@ -398,10 +846,31 @@ private:
                                        " that it is not waiting for"));
         pending p = std::move(*it);
         in_flight_.erase(it);  // forgotten even if the reply is bad: no spurious timeout later
-        if (e.kind == message_kind::pull_reply) {
+        if ((e.flags & flag_fallback) != 0 && !recovers)
+            throw message_error(concat("node ", rank(), " got a reply with a fallback section "
+                                       "from node ", e.sender, " but ", quantizer_.name(),
+                                       " never fails to decode"));
+        if constexpr (exact) {
+            apply_reply_exact(e, payload, p);
+        } else if (e.kind == message_kind::pull_reply) {
             gather(*model_, std::span<value_type>(own_));  // X_i <- (X_i + D(m_j)) / 2
-            decode_from(e.sender, e.kind, payload, own_);
+            const auto result = decode_from(e.sender, e.kind, payload, own_);
+            if constexpr (recovers) {
+                // Pull is not mean-preserving anyway: failed ranges are simply not averaged.
+                for (const auto& r : result.failed)
+                    std::copy(own_.begin() + long(r.begin), own_.begin() + long(r.end),
+                              received_.begin() + long(r.begin));
+                check_received_finite(e.sender, e.kind);
+                stats_.failed_decode_elements += result.failed_elements();
+                if (result.ok())
+                    quantizer_.observe(std::span<const value_type>(own_),
+                                       std::span<const value_type>(received_));
+                else
+                    quantizer_.on_failure(0.0);
+            }
             apply_half_difference(own_);
+        } else if constexpr (recovers) {
+            complete_with_recovery(e, payload, p);
         } else {
             decode_from(e.sender, e.kind, payload, p.sent);
             apply_half_difference(p.sent);
@@ -442,6 +911,14 @@ private:
                     std::chrono::duration_cast<std::chrono::milliseconds>(now - p.start).count(),
                     " ms (reply_timeout = ", options_.reply_timeout.count(),
                     " ms); the peer crashed, hung or is far too slow"));
+        for (const auto& f : fixups_)
+            if (now - f.start > options_.reply_timeout)
+                throw peer_timeout_error(detail::concat(
+                    "node ", rank(), ": no fixup from node ", f.peer, " for interaction ", f.id,
+                    " after ",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(now - f.start).count(),
+                    " ms (reply_timeout = ", options_.reply_timeout.count(),
+                    " ms); the peer crashed, hung or is far too slow"));
     }
 
     void wait_for_reply(std::uint64_t id) {
@@ -470,8 +947,11 @@ private:
     sgd<value_type> optimizer_;
     rng random_;
     node_stats stats_;
-    buffer own_;       // responder's snapshot, then D(m_own)
-    buffer received_;  // decoded partner snapshot
+    buffer own_;       // responder's snapshot, then D(m_own) (general path only)
+    buffer received_;  // decoded partner snapshot (general path only)
+    buffer raw_own_;   // responder's raw snapshot S_j (quantizers that recover only)
+    buffer scratch_;   // the initiator's decode, predicted (quantizers that recover only)
+    std::vector<awaiting_fixup> fixups_;
     std::vector<pending> in_flight_;
     std::vector<buffer> spare_values_;
     std::vector<std::vector<std::byte>> spare_bytes_;

@@ -16,7 +16,9 @@
 namespace swarmsgd {
 
 /// Sends the model as it is. Encode copies, decode validates and copies; the reconstruction
-/// equals the input, so averaging with it is exact.
+/// equals the input, so averaging with it is exact. It has the exact_reconstruction capability
+/// (quantizer.hpp): swarm_node then reads and writes its payloads in place, without encoding
+/// or decoding through intermediate buffers.
 template <tensor_value V>
 class identity_quantizer {
 public:
@@ -24,6 +26,9 @@ public:
 
     /// Format id written in every payload.
     static constexpr std::uint16_t format_id = 1;
+
+    /// The payload is the payload header followed by the raw values (see exact_quantizer_for).
+    static constexpr bool exact_reconstruction = true;
 
     /// Format id written in every payload.
     [[nodiscard]] std::uint16_t id() const noexcept { return format_id; }
@@ -40,7 +45,7 @@ public:
         const std::size_t bytes = max_encoded_size(values.size());
         detail::require<message_error>(out.size() >= bytes, "identity encode: output of ",
                                        out.size(), " bytes, needs ", bytes);
-        write_payload_header(out, {format_id, sizeof(V), values.size()});
+        write_raw_header(out, values.size());
         if (!values.empty())
             std::memcpy(out.data() + payload_header_size, values.data(), values.size() * sizeof(V));
         return bytes;
@@ -49,15 +54,29 @@ public:
     /// Validates the payload and copies the values to `out` (the reference is not needed).
     decode_result decode(std::span<const std::byte> payload, std::span<const V> /*reference*/,
                          std::span<V> out) const {
-        (void)read_payload_header(payload, format_id, "identity", sizeof(V), out.size());
-        const std::size_t expected = max_encoded_size(out.size());
-        detail::require<message_error>(payload.size() == expected, "identity payload has ",
-                                       payload.size(), " bytes, expected ", expected, " for ",
-                                       out.size(), " elements");
+        check_raw_payload(payload, out.size());
         if (!out.empty())
             std::memcpy(out.data(), payload.data() + payload_header_size, out.size() * sizeof(V));
         return {};
     }
+
+    /// Writes the payload header of n values (the first payload_header_size bytes of `out`).
+    void write_raw_header(std::span<std::byte> out, std::size_t n) const {
+        write_payload_header(out, {format_id, sizeof(V), n});
+    }
+
+    /// Validates a payload of n values exactly as decode does (header, then total size);
+    /// throws message_error or size_mismatch_error.
+    void check_raw_payload(std::span<const std::byte> payload, std::size_t n) const {
+        (void)read_payload_header(payload, format_id, "identity", sizeof(V), n);
+        const std::size_t expected = max_encoded_size(n);
+        detail::require<message_error>(payload.size() == expected, "identity payload has ",
+                                       payload.size(), " bytes, expected ", expected, " for ", n,
+                                       " elements");
+    }
 };
+
+static_assert(exact_quantizer_for<identity_quantizer<float>, float>);
+static_assert(exact_quantizer_for<identity_quantizer<double>, double>);
 
 }  // namespace swarmsgd
