@@ -1,0 +1,289 @@
+#pragma once
+/// \file communicators/mpi.hpp
+/// MPI communicator (component swarmsgd::mpi): one swarm node per MPI rank, any MPI library
+/// (tested with Open MPI and MPICH). Point-to-point only, no global coordination:
+/// - every message is an MPI_Isend on a private duplicate of the user's communicator, so the
+///   library's traffic never matches the user's receives;
+/// - a node polls its inbox between local steps with MPI_Improbe + MPI_Mrecv (matched probe:
+///   safe even if the user calls MPI from other threads at MPI_THREAD_MULTIPLE);
+/// - an idle node waits with a bounded, backing-off sleep between probes, so 8 ranks on 2
+///   cores leave the cores to the ranks that compute;
+/// - the shutdown protocol's "done" is a non-blocking barrier (MPI_Ibarrier): announce_done()
+///   enters it, all_done() tests it, while the node keeps answering requests.
+/// MPI_Init is not called unless you ask for it with mpi_environment.
+
+#if !__has_include(<mpi.h>)
+#error "swarmsgd/communicators/mpi.hpp needs an MPI library (Debian: apt-get install libopenmpi-dev openmpi-bin, or libmpich-dev mpich; CMake: link swarmsgd::mpi)"
+#endif
+
+// The deprecated MPI C++ bindings are not used; skipping them also avoids their warnings.
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "../communicator.hpp"
+#include "../errors.hpp"
+
+namespace swarmsgd {
+
+/// An MPI call failed; the message holds the call and MPI's error string.
+class mpi_error : public error {
+public:
+    using error::error;
+};
+
+namespace detail {
+inline void mpi_check(int code, const char* call) {
+    if (code == MPI_SUCCESS) return;
+    char text[MPI_MAX_ERROR_STRING];
+    int length = 0;
+    MPI_Error_string(code, text, &length);
+    throw mpi_error(concat(call, " failed: ", std::string(text, static_cast<std::size_t>(length))));
+}
+
+/// Sleeps a little longer each time nothing arrives (50 us up to 1 ms): cheap when messages
+/// flow, and an idle rank costs almost no CPU when ranks outnumber cores.
+class backoff {
+public:
+    void pause() {
+        std::this_thread::sleep_for(delay_);
+        delay_ = std::min(delay_ * 2, std::chrono::microseconds(1000));
+    }
+
+private:
+    std::chrono::microseconds delay_{50};
+};
+}  // namespace detail
+
+/// Initializes MPI for the lifetime of the object (MPI_Init_thread with `required`) unless it
+/// is already initialized, and finalizes it in the destructor if it initialized it.
+class mpi_environment {
+public:
+    /// Calls MPI_Init_thread(argc, argv, required) unless MPI is already initialized.
+    mpi_environment(int& argc, char**& argv, int required = MPI_THREAD_FUNNELED) {
+        int initialized = 0;
+        MPI_Initialized(&initialized);
+        if (initialized == 0) {
+            int provided = 0;
+            detail::mpi_check(MPI_Init_thread(&argc, &argv, required, &provided),
+                              "MPI_Init_thread");
+            owner_ = true;
+        }
+    }
+    mpi_environment(const mpi_environment&) = delete;
+    mpi_environment& operator=(const mpi_environment&) = delete;
+    /// Finalizes MPI if this object initialized it.
+    ~mpi_environment() {
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (owner_ && finalized == 0) MPI_Finalize();
+    }
+
+private:
+    bool owner_ = false;
+};
+
+/// A pending MPI_Isend; owns its buffer until the send completes. Move-only.
+class mpi_send_request {
+public:
+    mpi_send_request() = default;
+    /// Takes ownership of a started request and of the buffer it sends.
+    mpi_send_request(MPI_Request request, std::vector<std::byte> buffer)
+        : request_(request), buffer_(std::move(buffer)) {}
+    mpi_send_request(mpi_send_request&& o) noexcept
+        : request_(std::exchange(o.request_, MPI_REQUEST_NULL)), buffer_(std::move(o.buffer_)) {}
+    mpi_send_request& operator=(mpi_send_request&& o) noexcept {
+        if (this != &o) {
+            release();
+            request_ = std::exchange(o.request_, MPI_REQUEST_NULL);
+            buffer_ = std::move(o.buffer_);
+        }
+        return *this;
+    }
+    mpi_send_request(const mpi_send_request&) = delete;
+    mpi_send_request& operator=(const mpi_send_request&) = delete;
+    /// An incomplete send is waited for up to 10 s, then detached: the buffer is leaked rather
+    /// than freed under MPI's feet (it happens only when the peer is gone).
+    ~mpi_send_request() { release(); }
+
+    /// Whether the send completed (the buffer may be reused).
+    [[nodiscard]] bool test() {
+        if (request_ == MPI_REQUEST_NULL) return true;
+        int done = 0;
+        detail::mpi_check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), "MPI_Test (send)");
+        return done != 0;
+    }
+
+    /// Waits at most `timeout` for the send to complete.
+    [[nodiscard]] bool wait(std::chrono::nanoseconds timeout) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        detail::backoff pause;
+        while (!test()) {
+            if (std::chrono::steady_clock::now() >= deadline) return false;
+            pause.pause();
+        }
+        return true;
+    }
+
+private:
+    void release() noexcept {
+        if (request_ == MPI_REQUEST_NULL) return;
+        try {
+            if (wait(std::chrono::seconds(10))) return;
+        } catch (...) {
+        }
+        MPI_Request_free(&request_);
+        new std::vector<std::byte>(std::move(buffer_));  // deliberately leaked, see above
+    }
+
+    MPI_Request request_ = MPI_REQUEST_NULL;
+    std::vector<std::byte> buffer_;
+};
+
+/// One rank's endpoint; satisfies swarmsgd::communicator. Owns a duplicate of the communicator
+/// it wraps (MPI_Comm_dup is collective: every rank constructs its mpi_communicator together).
+class mpi_communicator {
+public:
+    /// Wraps `comm` (default MPI_COMM_WORLD). MPI must be initialized.
+    explicit mpi_communicator(MPI_Comm comm = MPI_COMM_WORLD) {
+        int initialized = 0;
+        MPI_Initialized(&initialized);
+        detail::require<mpi_error>(initialized != 0,
+                                   "mpi_communicator: MPI is not initialized (call MPI_Init or "
+                                   "create a swarmsgd::mpi_environment first)");
+        detail::mpi_check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
+        MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+        int rank = 0, size = 0;
+        MPI_Comm_rank(comm_, &rank);
+        MPI_Comm_size(comm_, &size);
+        rank_ = static_cast<std::size_t>(rank);
+        size_ = static_cast<std::size_t>(size);
+    }
+    mpi_communicator(const mpi_communicator&) = delete;
+    mpi_communicator& operator=(const mpi_communicator&) = delete;
+    /// Frees the duplicate communicator (after the barrier, if one was started, completed).
+    ~mpi_communicator() {
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (finalized != 0) return;
+        if (barrier_ != MPI_REQUEST_NULL) {
+            MPI_Request_free(&barrier_);
+        }
+        MPI_Comm_free(&comm_);
+    }
+
+    /// Rank of this node.
+    [[nodiscard]] std::size_t rank() const noexcept { return rank_; }
+    /// Number of ranks.
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    /// The duplicate communicator the library sends on.
+    [[nodiscard]] MPI_Comm native_handle() const noexcept { return comm_; }
+
+    /// Starts an MPI_Isend of `bytes` to rank `dest`.
+    mpi_send_request isend(std::size_t dest, std::vector<std::byte> bytes) {
+        using detail::require;
+        require<invalid_argument_error>(dest < size_, "mpi isend from rank ", rank_, " to rank ",
+                                        dest, " but the communicator has ", size_, " ranks");
+        require<invalid_argument_error>(bytes.size() <= static_cast<std::size_t>(INT_MAX),
+                                        "mpi isend: message of ", bytes.size(),
+                                        " bytes exceeds MPI's int count limit ", INT_MAX);
+        MPI_Request request = MPI_REQUEST_NULL;
+        detail::mpi_check(MPI_Isend(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE,
+                                    static_cast<int>(dest), tag, comm_, &request),
+                          "MPI_Isend");
+        return {request, std::move(bytes)};
+    }
+
+    /// Receives the next message that has arrived, if any (never blocks).
+    std::optional<received_message> try_receive() {
+        int flag = 0;
+        MPI_Message message = MPI_MESSAGE_NULL;
+        MPI_Status status;
+        detail::mpi_check(MPI_Improbe(MPI_ANY_SOURCE, tag, comm_, &flag, &message, &status),
+                          "MPI_Improbe");
+        if (flag == 0) return std::nullopt;
+        int count = 0;
+        detail::mpi_check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
+        received_message m;
+        m.source = static_cast<std::size_t>(status.MPI_SOURCE);
+        m.bytes.resize(static_cast<std::size_t>(count));
+        detail::mpi_check(
+            MPI_Mrecv(m.bytes.data(), count, MPI_BYTE, &message, MPI_STATUS_IGNORE), "MPI_Mrecv");
+        return m;
+    }
+
+    /// Probes with a backing-off sleep until a message is there or `timeout` passed.
+    bool wait_for_message(std::chrono::nanoseconds timeout) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        detail::backoff pause;
+        while (true) {
+            int flag = 0;
+            detail::mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, tag, comm_, &flag, MPI_STATUS_IGNORE),
+                              "MPI_Iprobe");
+            if (flag != 0 || (barrier_ != MPI_REQUEST_NULL && all_done())) return true;
+            if (std::chrono::steady_clock::now() >= deadline) return false;
+            pause.pause();
+        }
+    }
+
+    /// Start-up check, collective over the communicator (swarm_node's constructor calls it):
+    /// every rank must train a model of the same size. Throws size_mismatch_error on EVERY
+    /// rank, naming the first rank whose size differs from rank 0's and both sizes.
+    void check_model_size(std::size_t elements) {
+        const auto mine = static_cast<unsigned long long>(elements);
+        std::vector<unsigned long long> all(size_);
+        detail::mpi_check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1,
+                                        MPI_UNSIGNED_LONG_LONG, comm_),
+                          "MPI_Allgather (model sizes)");
+        for (std::size_t r = 1; r < size_; ++r)
+            if (all[r] != all[0])
+                throw size_mismatch_error(detail::concat(
+                    "rank ", rank_, ": rank ", r, " has a model of ", all[r],
+                    " elements but rank 0 has ", all[0],
+                    "; every rank must train a model of the same size"));
+    }
+
+    /// Enters the non-blocking barrier of the shutdown protocol (once).
+    void announce_done() {
+        if (barrier_ != MPI_REQUEST_NULL || done_) return;
+        detail::mpi_check(MPI_Ibarrier(comm_, &barrier_), "MPI_Ibarrier");
+    }
+
+    /// True once every rank has entered the barrier.
+    [[nodiscard]] bool all_done() {
+        if (done_) return true;
+        if (barrier_ == MPI_REQUEST_NULL) return false;
+        int flag = 0;
+        detail::mpi_check(MPI_Test(&barrier_, &flag, MPI_STATUS_IGNORE), "MPI_Test (barrier)");
+        done_ = flag != 0;
+        return done_;
+    }
+
+    /// Tag of the library's messages on its private communicator.
+    static constexpr int tag = 0x5357;
+
+private:
+    MPI_Comm comm_ = MPI_COMM_NULL;
+    std::size_t rank_ = 0;
+    std::size_t size_ = 0;
+    MPI_Request barrier_ = MPI_REQUEST_NULL;
+    bool done_ = false;
+};
+
+static_assert(communicator<mpi_communicator>);
+
+}  // namespace swarmsgd

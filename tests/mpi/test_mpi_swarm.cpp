@@ -1,0 +1,272 @@
+// Swarm SGD over MPI, one node per rank. Run under mpiexec with a scenario name:
+//   test_mpi_swarm <semantics|mean|blocking|crossed|straggler|size_mismatch|single|fault|hang>
+// `semantics` runs the shared suite (tests/support/semantics.hpp: mean preservation with a
+// straggler, gossip to consensus, convergence on a convex problem). Every rank checks its part; the ranks agree on the verdict with one allreduce, and rank 0
+// prints "mpi <scenario> ranks=<n>: PASSED" (exit 0) or FAILED (exit 1).
+#include <swarmsgd/communicators/mpi.hpp>
+#include <swarmsgd/swarmsgd.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "semantics.hpp"
+
+using namespace swarmsgd;
+namespace sem = test_support::semantics;
+
+namespace {
+
+int rank_of() {
+    int r = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    return r;
+}
+int size_of() {
+    int s = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &s);
+    return s;
+}
+
+#define EXPECT(cond)                                                                     \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            std::fprintf(stderr, "rank %d: %s:%d: EXPECT(%s) failed\n", rank_of(), __FILE__, \
+                         __LINE__, #cond);                                               \
+            ok = false;                                                                  \
+        }                                                                                \
+    } while (0)
+
+/// Node i pulls towards c_i[k] = i + k; the swarm optimum is the mean of the c_i.
+struct quadratic {
+    double gradient(std::size_t node, const std::vector<double>& x, std::span<double> g) const {
+        double loss = 0;
+        for (std::size_t k = 0; k < x.size(); ++k) {
+            g[k] = x[k] - static_cast<double>(node + k);
+            loss += 0.5 * g[k] * g[k];
+        }
+        return loss;
+    }
+};
+
+struct run_result {
+    std::vector<double> model, initial, gradient_sum;
+    node_stats stats;
+};
+
+/// Trains this rank's node for `steps` local steps; `pause` is this rank's compute time.
+run_result train(const swarm_options& o, std::size_t steps, std::chrono::microseconds pause,
+                 std::size_t dim = 6) {
+    mpi_communicator comm;
+    const auto n = comm.size();
+    const auto g = n == 1 ? topology::complete(1) : topology::complete(n);
+    run_result r;
+    rng init(99, comm.rank());
+    r.model.resize(dim);
+    for (auto& v : r.model) v = init.uniform01() * 10 - 5;
+    r.initial = r.model;
+    r.gradient_sum.assign(dim, 0.0);
+    swarm_node node(r.model, comm, g, o);
+    quadratic q;
+    std::vector<double> grad(dim);
+    for (std::size_t s = 0; s < steps; ++s) {
+        q.gradient(comm.rank(), r.model, grad);
+        for (std::size_t k = 0; k < dim; ++k) r.gradient_sum[k] += grad[k];
+        node.apply_gradient(grad);
+        std::this_thread::sleep_for(pause);
+        node.after_local_step();
+    }
+    node.finish();
+    r.stats = node.stats();
+    return r;
+}
+
+std::vector<double> allreduce_sum(const std::vector<double>& v) {
+    std::vector<double> out(v.size());
+    MPI_Allreduce(v.data(), out.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_SUM,
+                  MPI_COMM_WORLD);
+    return out;
+}
+
+bool mean_preserved(const run_result& r, double lr, bool& ok) {
+    const auto after = allreduce_sum(r.model), before = allreduce_sum(r.initial),
+               grads = allreduce_sum(r.gradient_sum);
+    for (std::size_t k = 0; k < after.size(); ++k) {
+        const double expected = before[k] - lr * grads[k];
+        EXPECT(std::abs(after[k] - expected) <= 1e-9 * (1 + std::abs(expected)));
+    }
+    return ok;
+}
+
+/// The shared semantic suite's harness for MPI: this rank runs its own node, then every rank
+/// gathers all models so the same checks run everywhere.
+struct mpi_harness {
+    sem::run_outcome operator()(const sem::scenario& s) const {
+        mpi_communicator comm;
+        const auto n = comm.size(), me = comm.rank();
+        std::vector<double> model = sem::initial_model(me, s.dim), sums(s.dim, 0.0), grad(s.dim);
+        const auto g = topology::complete(n);
+        node_stats stats;
+        {
+            swarm_node node(model, comm, g, s.options);
+            for (std::size_t t = 0; t < s.steps; ++t) {
+                sem::gradient(s, me, model, grad);
+                for (std::size_t k = 0; k < s.dim; ++k) sums[k] += grad[k];
+                node.apply_gradient(grad);
+                std::this_thread::sleep_for(
+                    std::chrono::microseconds(me == 0 && s.straggler ? 1000 : 100));
+                node.after_local_step();
+            }
+            node.finish();
+            stats = node.stats();
+        }
+        sem::run_outcome o;
+        auto gather = [&](const std::vector<double>& mine) {
+            std::vector<double> all(n * s.dim);
+            MPI_Allgather(mine.data(), int(s.dim), MPI_DOUBLE, all.data(), int(s.dim), MPI_DOUBLE,
+                          MPI_COMM_WORLD);
+            std::vector<std::vector<double>> out(n);
+            for (std::size_t i = 0; i < n; ++i)
+                out[i].assign(all.begin() + long(i * s.dim), all.begin() + long((i + 1) * s.dim));
+            return out;
+        };
+        o.final = gather(model);
+        o.gradient_sums = gather(sums);
+        for (std::size_t i = 0; i < n; ++i) o.initial.push_back(sem::initial_model(i, s.dim));
+        unsigned long long mine[2] = {stats.interactions_completed, stats.interactions_served}, total[2];
+        MPI_Allreduce(mine, total, 2, MPI_UNSIGNED_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
+        o.interactions_completed = total[0];
+        o.interactions_served = total[1];
+        return o;
+    }
+};
+
+bool scenario(const std::string& name) {
+    bool ok = true;
+    const int rank = rank_of(), size = size_of();
+    swarm_options o;
+    o.sgd.learning_rate = 0.01;
+    o.reply_timeout = std::chrono::seconds(60);
+    if (name == "mean" || name == "blocking" || name == "crossed" || name == "straggler") {
+        if (name == "blocking") o.mode = averaging_mode::blocking;
+        if (name == "crossed") {  // many requests in flight from everyone: they cross
+            o.max_in_flight = 4;
+            o.steps = local_steps::fixed(1);
+        } else {
+            o.steps = local_steps::geometric(2);
+        }
+        // A straggler 10x slower than the others (rank 0).
+        const auto pause = std::chrono::microseconds(name == "straggler" && rank == 0 ? 2000 : 200);
+        const auto r = train(o, 300, pause);
+        if (size > 1) EXPECT(r.stats.interactions_completed + r.stats.interactions_served > 0);
+        const double completed = static_cast<double>(r.stats.interactions_completed),
+                     served = static_cast<double>(r.stats.interactions_served);
+        double totals[2] = {completed, served}, sums[2];
+        MPI_Allreduce(totals, sums, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        EXPECT(sums[0] == sums[1]);  // every interaction completed on both sides
+        mean_preserved(r, o.sgd.learning_rate, ok);
+        if (rank == 0)
+            std::printf("  interactions %.0f, bytes sent by rank 0 %llu, averaging %.3f s\n", sums[0],
+                        static_cast<unsigned long long>(r.stats.bytes_sent), r.stats.seconds_averaging);
+    } else if (name == "size_mismatch") {
+        mpi_communicator comm;
+        std::vector<double> model(rank == 1 ? 11 : 10, 0.0);
+        const auto g = topology::complete(static_cast<std::size_t>(size));
+        try {
+            swarm_node node(model, comm, g, o);
+            for (int s = 0; s < 50; ++s) node.after_local_step();
+            node.finish();
+            EXPECT(false);  // must not get here
+        } catch (const size_mismatch_error& e) {
+            const std::string what = e.what();
+            std::printf("  rank %d: size_mismatch_error: %s\n", rank, e.what());
+            EXPECT(what.find("11") != std::string::npos && what.find("10") != std::string::npos);
+            EXPECT(what.find("rank 1") != std::string::npos);
+        }
+    } else if (name == "semantics") {
+        mpi_harness run;
+        for (const auto& [what, failures] : sem::run_all(run, static_cast<std::size_t>(size))) {
+            if (rank == 0) std::printf("  %s: %s\n", what.c_str(), failures.empty() ? "ok" : "FAILED");
+            for (const auto& f : failures)
+                if (rank == 0) std::printf("    %s\n", f.c_str());
+            EXPECT(failures.empty());
+        }
+    } else if (name == "single") {
+        const auto r = train(o, 100, std::chrono::microseconds(0));
+        EXPECT(r.stats.interactions_initiated == 0);
+    } else if (name == "fault") {
+        // The last rank dies without a word after a few steps; the others must report it
+        // (peer_timeout_error naming it) instead of hanging. The MPI runtime may also tear the
+        // job down first: either way the run ends, and CTest's timeout proves no hang.
+        o.reply_timeout = std::chrono::seconds(2);
+        o.shutdown_timeout = std::chrono::seconds(4);
+        mpi_communicator comm;
+        std::vector<double> model(6, 1.0), grad(6, 0.0);
+        const auto g = topology::complete(static_cast<std::size_t>(size));
+        swarm_node node(model, comm, g, o);
+        for (int s = 0; s < 100000; ++s) {
+            if (rank == size - 1 && s == 20) {
+                std::printf("  rank %d: exiting abruptly\n", rank);
+                std::fflush(stdout);
+                std::_Exit(0);
+            }
+            node.apply_gradient(grad);
+            std::this_thread::sleep_for(std::chrono::microseconds(500));
+            node.after_local_step();
+        }
+        node.finish();
+        EXPECT(false);  // must not get here: the dead rank can never be done
+    } else if (name == "hang") {
+        // The last rank stops answering (hung, not dead): the others must raise
+        // peer_timeout_error naming it within reply_timeout, never wait forever.
+        o.reply_timeout = std::chrono::seconds(2);
+        mpi_communicator comm;
+        std::vector<double> model(6, 1.0), grad(6, 0.0);
+        const auto g = topology::complete(static_cast<std::size_t>(size));
+        swarm_node node(model, comm, g, o);
+        for (int s = 0; s < 100000; ++s) {
+            if (rank == size - 1 && s == 20) {
+                std::printf("  rank %d: hanging\n", rank);
+                std::fflush(stdout);
+                std::this_thread::sleep_for(std::chrono::seconds(60));
+            }
+            node.apply_gradient(grad);
+            std::this_thread::sleep_for(std::chrono::microseconds(500));
+            node.after_local_step();
+        }
+        EXPECT(false);
+    } else {
+        std::fprintf(stderr, "unknown scenario '%s'\n", name.c_str());
+        return false;
+    }
+    return ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    mpi_environment env(argc, argv);
+    const std::string name = argc > 1 ? argv[1] : "mean";
+    int ok = 0;
+    try {
+        ok = scenario(name) ? 1 : 0;
+    } catch (const std::exception& e) {
+        std::printf("rank %d: %s: %s\n", rank_of(), (name == "fault" || name == "hang") ? "reported" : "error", e.what());
+        std::fflush(stdout);
+        if (name == "fault" || name == "hang") {
+            // A rank that detected the dead peer cannot run collectives with it: end the job.
+            MPI_Abort(MPI_COMM_WORLD, 3);
+        }
+        ok = 0;
+    }
+    int all = 0;
+    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (rank_of() == 0)
+        std::printf("mpi %s ranks=%d: %s\n", name.c_str(), size_of(), all ? "PASSED" : "FAILED");
+    return all ? 0 : 1;
+}
