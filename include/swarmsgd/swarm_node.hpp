@@ -708,11 +708,15 @@ private:
                              raw_own_.begin() + long(r.end));
             }
             fixups_.push_back(std::move(f));
-            quantizer_.on_failure(0.0);  // the distance is known once the fixup lands
-        } else {
+        }
+        // Adapt OUR step: it is to blame only if OUR message would fail (F2). A failure of
+        // the request (F1) is the initiator's step; its distance is observed at the fixup.
+        // received_ equals raw_own_ on F1, so the distance below ignores F1.
+        if (!predicted.ok())
+            quantizer_.on_failure(max_difference(fallback, raw_own_.data(), received_.data()));
+        else
             quantizer_.observe(std::span<const value_type>(raw_own_),
                                std::span<const value_type>(received_));
-        }
     }
 
     /// The initiator's side of a reply for quantizers that can fail: decode what can be,
@@ -767,11 +771,14 @@ private:
             detail::append_fallback<value_type>(bytes, fixup, p.raw);
             post(e.sender, message_kind::fixup, e.interaction, std::move(bytes));
         }
-        if (section.ranges.empty())
+        // Adapt OUR step: it is to blame if the responder could not decode our request (the
+        // ranges it needs a fixup for); otherwise just observe the distance (the fallback
+        // ranges included, now exact).
+        if (!fixup.empty())
+            quantizer_.on_failure(max_difference(section.ranges, p.sent.data(), received_.data()));
+        else
             quantizer_.observe(std::span<const value_type>(p.sent),
                                std::span<const value_type>(received_));
-        else
-            quantizer_.on_failure(max_difference(section.ranges, p.sent.data(), received_.data()));
         stats_.recovered_elements += detail::range_elements(section.ranges);
     }
 
@@ -805,18 +812,17 @@ private:
             throw message_error(concat("node ", rank(), ": fixup from node ", e.sender,
                                        " holds a non-finite value; the model was not changed"));
         std::size_t at = 0;
-        double distance = 0;
         for (const auto& r : f.ranges) {
             const value_type* s_i = theirs.data() + at;
             const value_type* s_j = f.own.data() + at;
             for_each_in_range(r.begin, r.end, [&](value_type* x, std::size_t lo, std::size_t n) {
                 detail::add_half_difference(x, s_i + (lo - r.begin), s_j + (lo - r.begin), n);
             });
-            for (std::size_t k = 0; k < r.end - r.begin; ++k)
-                distance = std::max(distance, std::abs(double(s_i[k]) - double(s_j[k])));
             at += r.end - r.begin;
         }
-        quantizer_.on_failure(distance);
+        // The initiator's step failed here, not ours: only observe the distance.
+        quantizer_.observe(std::span<const value_type>(theirs),
+                           std::span<const value_type>(f.own));
     }
 
     void send_reply_of_own(const envelope& e) {
