@@ -1,0 +1,140 @@
+#pragma once
+// What the Fashion-MNIST demos share: command line, topology and mode names, and node i's
+// objective (mini-batches sampled from its own shard of the data).
+#include <swarmsgd/swarmsgd.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "idx_reader.hpp"
+#include "mlp.hpp"
+
+
+namespace swarmsgd::examples::demo {
+namespace ex = swarmsgd::examples;
+
+
+struct config {
+    std::size_t nodes = 8;
+    double epochs = 10;
+    std::size_t hidden = 128;
+    std::size_t batch = 64;
+    double lr = 0.1;
+    double momentum = 0.9;
+    double h = 2;
+    bool geometric = false;
+    std::string topology = "ring";
+    std::string mode = "nonblocking";
+    std::uint64_t seed = 1;
+    std::string data;
+};
+
+[[noreturn]] inline void usage(const char* why) {
+    std::fprintf(stderr,
+                 "error: %s\nusage: fashion_mnist_swarm [--nodes N] [--epochs E] [--hidden H] "
+                 "[--batch B] [--lr R] [--momentum M] [--H STEPS] [--geometric] [--topology "
+                 "ring|complete|torus|hypercube] [--mode nonblocking|blocking|pull] [--seed S] "
+                 "[--data DIR]\n",
+                 why);
+    std::exit(2);
+}
+
+inline config parse(int argc, char** argv) {
+    config c;
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) usage(("missing value after " + arg).c_str());
+            return argv[++i];
+        };
+        auto number = [&](double lo) {
+            const std::string v = value();
+            char* end = nullptr;
+            const double d = std::strtod(v.c_str(), &end);
+            if (end == v.c_str() || *end != '\0' || !std::isfinite(d) || d < lo)
+                usage((arg + " needs a number >= " + std::to_string(lo) + ", got '" + v + "'").c_str());
+            return d;
+        };
+        if (arg == "--nodes") c.nodes = static_cast<std::size_t>(number(1));
+        else if (arg == "--epochs") c.epochs = number(0);
+        else if (arg == "--hidden") c.hidden = static_cast<std::size_t>(number(0));
+        else if (arg == "--batch") c.batch = static_cast<std::size_t>(number(1));
+        else if (arg == "--lr") c.lr = number(0);
+        else if (arg == "--momentum") c.momentum = number(0);
+        else if (arg == "--H") c.h = number(1);
+        else if (arg == "--geometric") c.geometric = true;
+        else if (arg == "--topology") c.topology = value();
+        else if (arg == "--mode") c.mode = value();
+        else if (arg == "--seed") c.seed = static_cast<std::uint64_t>(number(0));
+        else if (arg == "--data") c.data = value();
+        else if (arg == "--help" || arg == "-h") usage("help requested");
+        else usage(("unknown option " + arg).c_str());
+    }
+    return c;
+}
+
+inline swarmsgd::topology make_topology(const std::string& name, std::size_t n) {
+    if (name == "ring") return swarmsgd::topology::ring(n);
+    if (name == "complete") return swarmsgd::topology::complete(n);
+    if (name == "hypercube") return swarmsgd::topology::hypercube(n);
+    if (name == "torus") {
+        std::size_t rows = static_cast<std::size_t>(std::sqrt(static_cast<double>(n)));
+        while (n % rows != 0) --rows;
+        return swarmsgd::topology::torus(rows, n / rows);
+    }
+    usage(("unknown topology '" + name + "'").c_str());
+}
+
+inline swarmsgd::averaging_mode make_mode(const std::string& name) {
+    if (name == "nonblocking") return swarmsgd::averaging_mode::nonblocking;
+    if (name == "blocking") return swarmsgd::averaging_mode::blocking;
+    if (name == "pull") return swarmsgd::averaging_mode::pull;
+    usage(("unknown mode '" + name + "'").c_str());
+}
+
+/// Node i's local objective: mini-batches sampled from its own shard.
+struct shard_problem {
+    shard_problem(const ex::image_set& train, const ex::mlp_layout& layout, std::size_t nodes,
+                  std::size_t batch, std::uint64_t seed)
+        : layout(&layout), batch(batch), pixels(train.pixels_per_image()) {
+        for (std::size_t i = 0; i < nodes; ++i) {
+            shards.push_back(ex::shard(train, i, nodes, seed));
+            workspaces.emplace_back();
+            workspaces.back().reserve(layout, batch);
+            images.emplace_back(batch * pixels);
+            labels.emplace_back(batch);
+        }
+    }
+    double gradient(std::size_t node, const std::vector<float>& x, std::span<float> g,
+                    swarmsgd::rng& random) {
+        const auto& s = shards[node];
+        for (std::size_t b = 0; b < batch; ++b) {
+            const std::size_t k = random.uniform(s.count);
+            std::memcpy(images[node].data() + b * pixels, s.image(k), pixels * sizeof(float));
+            labels[node][b] = s.labels[k];
+        }
+        return ex::loss_and_gradient(*layout, x, images[node].data(), labels[node].data(), batch,
+                                     g, workspaces[node]);
+    }
+    const ex::mlp_layout* layout;
+    std::size_t batch, pixels;
+    std::vector<ex::image_set> shards;
+    std::vector<ex::workspace> workspaces;
+    std::vector<std::vector<float>> images;
+    std::vector<std::vector<std::uint8_t>> labels;
+};
+
+inline std::string human_bytes(double b) {
+    const char* unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) b /= 1024, ++u;
+    char out[32];
+    std::snprintf(out, sizeof out, "%.1f %s", b, unit[u]);
+    return out;
+}
+
+}  // namespace swarmsgd::examples::demo
