@@ -75,7 +75,9 @@ struct in_process_harness {
 TEST_CASE_TEMPLATE("shared semantics", Harness, simulator_harness, in_process_harness) {
     Harness run;
     for (std::size_t nodes : {2u, 5u}) {
-        for (const auto& [name, failures] : sem::run_all(run, nodes)) {
+        for (const auto& result : sem::run_all(run, nodes)) {
+            const std::string& name = result.first;  // (no structured binding: clang 14
+            const auto& failures = result.second;    // cannot capture one in CAPTURE's lambda)
             CAPTURE(nodes);
             CAPTURE(name);
             CHECK(failures.empty());
