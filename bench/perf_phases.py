@@ -13,12 +13,17 @@ with DWARF call graphs, then attribute each sample to (side, phase):
           --benchmark_filter='BM_interaction/1048576' --benchmark_min_time=1
     python3 bench/perf_phases.py /tmp/p.data
 
-Sides: responder = frames under swarm_node::serve_request, initiator = under
-swarm_node::initiate (snapshot + encode) or swarm_node::complete (decode + apply).
-Phases: the innermost library frame among gather, first_non_finite (check_finite), encode,
-decode, add_half_difference (apply), in-process messaging. Samples outside the timed loop
-(set-up, the warm-up interaction) are dropped. cpu-clock sampling works inside VMs without
-hardware counters.
+Sides: responder = frames under swarm_node::serve_request[_exact], initiator = under
+swarm_node::initiate or swarm_node::complete.
+Phases: the innermost library frame among
+  - the fused path (identity quantizer, exact_reconstruction): copy_out_checked (copy_out:
+    model -> snapshot + request payload), exchange_and_average (exchange: the responder's
+    pass), first_non_finite_raw (check_raw), add_half_difference_raw (apply_raw);
+  - the general path (any other quantizer, e.g. BM_interaction_general): gather,
+    first_non_finite (check_finite), encode, decode, add_half_difference (apply);
+  - in-process messaging.
+Samples outside the timed loop (set-up, the warm-up interaction) are dropped. cpu-clock
+sampling works inside VMs without hardware counters.
 """
 
 import collections
@@ -26,6 +31,11 @@ import subprocess
 import sys
 
 PHASES = [  # innermost match wins; order matters only within one frame
+    ("copy_out_checked", "copy_out"),
+    ("exchange_and_average", "exchange"),
+    ("first_non_finite_raw", "check_raw"),
+    ("add_half_difference_raw", "apply_raw"),
+    ("average_with_raw", "apply_raw"),
     ("add_half_difference", "apply"),
     ("apply_half_difference", "apply"),
     ("first_non_finite", "check_finite"),
@@ -37,6 +47,8 @@ PHASES = [  # innermost match wins; order matters only within one frame
     ("read_envelope", "message"),
     ("write_envelope", "message"),
 ]
+# Helpers shared by several phases: their frames are skipped, the caller decides.
+TRANSPARENT = ["first_non_finite_of", "load_raw", "store_raw", "non_finite_bit"]
 SIDES = [
     ("::serve_request", "responder"),
     ("::initiate", "initiator/initiate"),
@@ -47,6 +59,8 @@ SIDES = [
 def classify(frames):
     phase = None
     for f in frames:  # innermost first
+        if any(t in f for t in TRANSPARENT):
+            continue
         for needle, name in PHASES:
             if needle in f:
                 phase = name
