@@ -4,21 +4,24 @@
 #           (unit, failtest, consumer, examples)
 #   asan    clang++ with -fsanitize=address,undefined in build-asan/: ctest -L unit
 #   tsan    clang++ with -fsanitize=thread in build-tsan/: ctest -L concurrency
-# Choose stages with SWARMSGD_TEST_STAGES (default "normal asan tsan"), e.g.
+#   fuzz    clang++ libFuzzer targets (-fsanitize=fuzzer,address,undefined) in build-fuzz/:
+#           ctest -L fuzz, SWARMSGD_FUZZ_RUNS inputs per target (default 100000)
+# Choose stages with SWARMSGD_TEST_STAGES (default "normal asan tsan fuzz"), e.g.
 #   SWARMSGD_TEST_STAGES=normal scripts/test.sh
 # Other knobs: SWARMSGD_JOBS (default nproc), SWARMSGD_SKIP_DEPS=1 (skip install-deps.sh),
+#   SWARMSGD_FUZZ_RUNS (inputs per fuzz target),
 #   CTEST_ARGS (extra ctest arguments, e.g. "-R rng").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STAGES=${SWARMSGD_TEST_STAGES:-normal asan tsan}
+STAGES=${SWARMSGD_TEST_STAGES:-normal asan tsan fuzz}
 JOBS=${SWARMSGD_JOBS:-$(nproc 2>/dev/null || echo 2)}
 read -r -a EXTRA_CTEST_ARGS <<<"${CTEST_ARGS:-}"
 
 for stage in $STAGES; do
     case $stage in
-        normal | asan | tsan) ;;
-        *) echo "test.sh: unknown stage '$stage' (known: normal asan tsan)" >&2; exit 2 ;;
+        normal | asan | tsan | fuzz) ;;
+        *) echo "test.sh: unknown stage '$stage' (known: normal asan tsan fuzz)" >&2; exit 2 ;;
     esac
 done
 
@@ -96,6 +99,19 @@ run_stage() {
             read -r -a prefix <<<"$(maybe_no_aslr)"
             "${prefix[@]}" ctest --test-dir build-tsan --output-on-failure -j "$JOBS" \
                 -L concurrency --no-tests=ignore "${EXTRA_CTEST_ARGS[@]}"
+            ;;
+        fuzz)
+            banner "stage fuzz: clang++ libFuzzer + ASan + UBSan, build-fuzz/, label fuzz"
+            # -O2: the optimized loops users run; each target runs a fixed number of inputs from
+            # its generated seed corpus with a fixed seed (see tests/fuzz/run_fuzzer.cmake).
+            cmake -S . -B build-fuzz -G Ninja \
+                -DCMAKE_CXX_COMPILER=clang++ \
+                -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g" \
+                -DSWARMSGD_BUILD_TESTS=ON -DSWARMSGD_BUILD_EXAMPLES=OFF -DSWARMSGD_SANITIZE= \
+                -DSWARMSGD_BUILD_FUZZERS=ON -DSWARMSGD_FUZZ_RUNS="${SWARMSGD_FUZZ_RUNS:-100000}"
+            cmake --build build-fuzz --target swarmsgd_fuzzers -j "$JOBS"
+            ctest --test-dir build-fuzz --output-on-failure -j "$JOBS" -L fuzz --no-tests=error \
+                "${EXTRA_CTEST_ARGS[@]}"
             ;;
     esac
     SUMMARY+=("$stage: passed in $((SECONDS - t0))s")

@@ -89,9 +89,13 @@ struct min_max_kernel {
         k.levels = static_cast<std::int32_t>(levels);
         // A multiplication by 1/levels (a constant once inlined) rather than a division: the
         // last-bit difference is irrelevant, the scale is rounded up to 16 bits below.
-        float scale = static_cast<float>((static_cast<double>(hi) - static_cast<double>(lo)) *
-                                         (1.0 / static_cast<double>(levels)));
-        if (scale > 0 && scale < FLT_MIN) scale = FLT_MIN;
+        // The floor applies before the conversion to float: a range narrower than levels *
+        // 2^-150 would otherwise round to a zero scale and lose the bucket (found by fuzzing).
+        const double exact = (static_cast<double>(hi) - static_cast<double>(lo)) *
+                             (1.0 / static_cast<double>(levels));
+        float scale = exact > 0 && exact < static_cast<double>(FLT_MIN)
+                          ? FLT_MIN
+                          : static_cast<float>(exact);
         scale = round_scale_up(scale);
         k.scale = scale;
         k.inv_scale = scale > 0 ? 1.0f / scale : 0.0f;

@@ -223,9 +223,11 @@ public:
         const std::size_t stride = bucket_meta_size + detail::packed_bytes(bucket, bits);
         for (std::size_t b0 = 0, b = 0; b0 < n; b0 += bucket, ++b) {
             const float norm = detail::load<float>(data + b * stride);
-            require<message_error>(std::isfinite(norm) && norm >= 0, "qsgd payload bucket ", b,
-                                   " has norm ", detail::exact_text(norm),
-                                   ", expected a finite value >= 0");
+            require<message_error>(
+                std::isfinite(norm) && norm >= 0 &&
+                    std::isfinite((norm / static_cast<float>(levels)) * static_cast<float>(levels)),
+                "qsgd payload bucket ", b, " has norm ", detail::exact_text(norm),
+                ", expected a finite value >= 0 whose top level stays finite");
         }
         if (n != 0) {
             const std::size_t last = (n - 1) / bucket;
@@ -264,6 +266,10 @@ private:
             if (!std::isfinite(norm)) raise_bad_bucket(xb, m, b0, b);
             if (norm > 0 && norm < min_norm) norm = min_norm;
             const auto kernel = kernel_type::make(norm, levels);
+            // (norm / s) * s can overflow when norm is within a rounding of FLT_MAX: the top
+            // level would reconstruct to inf (found by fuzzing).
+            if (!std::isfinite(kernel.unit * static_cast<float>(levels)))
+                raise_bad_bucket(xb, m, b0, b);
             std::byte* meta = data + b * stride;
             detail::store<float>(meta, norm);
             std::byte* codes_out = meta + bucket_meta_size;
