@@ -33,6 +33,7 @@ enum class message_kind : std::uint8_t {
     pull_reply = 4,    ///< a model sent in answer to a pull request; the sender did not change
     failure = 5,       ///< the sender could not take part; payload is a UTF-8 reason
     fixup = 6,  ///< full-precision values for ranges the partner could not decode (recovery)
+    declined = 7,  ///< a crossed request the receiver does not serve (see swarm_node)
 };
 
 /// Envelope flag: a reply carries a fallback section after its quantized payload (recovery of
@@ -48,6 +49,7 @@ inline constexpr std::uint8_t flag_fallback = 1;
         case message_kind::pull_reply: return "pull_reply";
         case message_kind::failure: return "failure";
         case message_kind::fixup: return "fixup";
+        case message_kind::declined: return "declined";
     }
     return "unknown";
 }
@@ -110,7 +112,7 @@ inline void write_envelope(std::span<std::byte> out, const envelope& e) {
                                    version, ", this build reads version ", wire_format_version));
     envelope e;
     const auto kind = detail::load<std::uint8_t>(in.data() + 6);
-    if (kind < 1 || kind > 6)
+    if (kind < 1 || kind > 7)
         throw message_error(concat("message from node ", source, " has unknown kind ",
                                    int(kind)));
     e.kind = static_cast<message_kind>(kind);

@@ -13,6 +13,9 @@ struct node_stats {
     std::uint64_t interactions_initiated = 0;  ///< interactions this node started
     std::uint64_t interactions_completed = 0;  ///< own interactions whose reply was applied
     std::uint64_t interactions_served = 0;     ///< requests of others answered
+    /// Own interactions the partner declined (it had a request to us in flight, see
+    /// swarm_node): no change on either side.
+    std::uint64_t interactions_declined = 0;
     std::uint64_t postponed = 0;  ///< due interactions postponed (max_in_flight reached)
     std::uint64_t messages_sent = 0;      ///< messages sent
     std::uint64_t messages_received = 0;  ///< messages received
@@ -30,6 +33,7 @@ struct node_stats {
         interactions_initiated += o.interactions_initiated;
         interactions_completed += o.interactions_completed;
         interactions_served += o.interactions_served;
+        interactions_declined += o.interactions_declined;
         postponed += o.postponed;
         messages_sent += o.messages_sent;
         messages_received += o.messages_received;

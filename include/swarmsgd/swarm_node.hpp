@@ -623,6 +623,10 @@ private:
         const auto payload = std::span<const std::byte>(message.bytes).subspan(envelope_size);
         switch (e.kind) {
             case message_kind::request:
+                if (crossed(e)) {
+                    decline(e);
+                    break;
+                }
                 if constexpr (exact)
                     serve_request_exact(e, message.bytes);  // the bytes become the reply
                 else
@@ -631,6 +635,7 @@ private:
             case message_kind::pull_request: serve_pull(e); break;
             case message_kind::reply:
             case message_kind::pull_reply: complete(e, payload); break;
+            case message_kind::declined: declined(e); break;
             case message_kind::fixup:
                 if constexpr (recovers)
                     apply_fixup(e, payload);
@@ -823,6 +828,37 @@ private:
         // The initiator's step failed here, not ours: only observe the distance.
         quantizer_.observe(std::span<const value_type>(theirs),
                            std::span<const value_type>(f.own));
+    }
+
+    /// Crossed requests: we have our own request in flight to the node whose request just
+    /// arrived. Serving both would apply two half-differences computed from the same two
+    /// snapshots on each side, which SWAPS the two models instead of averaging them (and in
+    /// lockstep the pair never converges). So exactly one of the two is served: the node
+    /// with the lower rank serves, the higher one declines (no change on either side).
+    [[nodiscard]] bool crossed(const envelope& e) const {
+        return rank() > e.sender &&
+               std::any_of(in_flight_.begin(), in_flight_.end(),
+                           [&](const pending& p) { return p.peer == e.sender; });
+    }
+
+    void decline(const envelope& e) {
+        std::vector<std::byte> bytes = take_bytes();
+        bytes.resize(envelope_size);
+        post(e.sender, message_kind::declined, e.interaction, std::move(bytes));
+    }
+
+    /// Our request was declined (it crossed one of the partner's): forget it, change nothing.
+    void declined(const envelope& e) {
+        const auto it = std::find_if(in_flight_.begin(), in_flight_.end(), [&](const pending& p) {
+            return p.id == e.interaction && p.peer == e.sender;
+        });
+        if (it == in_flight_.end())
+            throw message_error(detail::concat("node ", rank(), " got a decline from node ",
+                                               e.sender, " for interaction ", e.interaction,
+                                               " that it is not waiting for"));
+        spare_values_.push_back(std::move(it->sent));
+        in_flight_.erase(it);
+        ++stats_.interactions_declined;
     }
 
     void send_reply_of_own(const envelope& e) {

@@ -87,7 +87,9 @@ inline failures mean_preserved(const run_outcome& o, double lr) {
 inline failures reached_consensus(const run_outcome& o, double ratio) {
     failures f;
     const double g0 = swarmsgd::consensus_distance(o.initial), g1 = swarmsgd::consensus_distance(o.final);
-    if (!(g1 <= ratio * g0)) f.push_back(swarmsgd::detail::concat("Gamma ", g1, " > ", ratio, " * ", g0));
+    if (!(g1 <= ratio * g0))
+        f.push_back(swarmsgd::detail::concat("Gamma ", g1, " > ", ratio, " * ", g0, " after ",
+                                             o.interactions_completed, " interactions"));
     const auto mu0 = swarmsgd::mean_model(o.initial);
     for (const auto& m : o.final)
         for (std::size_t k = 0; k < m.size(); ++k)

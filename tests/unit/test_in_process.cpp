@@ -218,7 +218,8 @@ TEST_CASE("in-process: no deadlock, 8 threads x 10,000 interactions each") {
             if (e) std::rethrow_exception(e);
         for (const auto& s : stats) {
             CHECK(s.interactions_initiated == per_node);
-            CHECK(s.interactions_completed == per_node);
+            // Crossed requests are declined by the higher rank (no change on either side).
+            CHECK(s.interactions_completed + s.interactions_declined == per_node);
         }
         if (mode != averaging_mode::pull) {
             const auto s1 = sum_model(models);

@@ -246,3 +246,22 @@ TEST_CASE("simulator rejects bad set-ups with clear errors") {
     o.node.mode = averaging_mode::blocking;
     CHECK_THROWS_AS(simulator(models, g8, q, o), invalid_argument_error);
 }
+
+TEST_CASE("crossed requests between two nodes average once instead of swapping the models") {
+    simulated_network net(2, 0, 0, 1);
+    auto e0 = net.endpoint_for(0), e1 = net.endpoint_for(1);
+    auto g = topology::complete(2);
+    std::vector<double> a{1.0, 2.0}, b{5.0, -2.0};
+    swarm_node n0(a, e0, g, swarm_options{}), n1(b, e1, g, swarm_options{});
+    n0.initiate(1);  // both start an interaction before either sees the other's request
+    n1.initiate(0);
+    while (net.pending() != 0) {
+        n1.poll();
+        n0.poll();
+    }
+    CHECK(a == std::vector<double>{3.0, 0.0});  // the average, not b
+    CHECK(b == std::vector<double>{3.0, 0.0});
+    CHECK(n1.stats().interactions_served + n0.stats().interactions_served == 1);
+    CHECK(n0.stats().interactions_declined == 1);  // node 1 (higher rank) declined node 0's
+    CHECK(n0.in_flight() + n1.in_flight() == 0);
+}
