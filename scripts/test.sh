@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Full test run (also what CI runs through .ci/run). Stages:
 #   normal  g++ RelWithDebInfo in build-test/: tests + examples, all ctest tests
-#           (unit, failtest, consumer, examples)
+#           (unit, failtest, consumer, examples, mpi with the default MPI: Open MPI)
+#   mpich   the MPI tests again, built and run against MPICH, in build-mpich/
 #   asan    clang++ with -fsanitize=address,undefined in build-asan/: ctest -L unit
 #   tsan    clang++ with -fsanitize=thread in build-tsan/: ctest -L concurrency
 #   fuzz    clang++ libFuzzer targets (-fsanitize=fuzzer,address,undefined) in build-fuzz/:
 #           ctest -L fuzz, SWARMSGD_FUZZ_RUNS inputs per target (default 100000)
-# Choose stages with SWARMSGD_TEST_STAGES (default "normal asan tsan fuzz"), e.g.
+# Choose stages with SWARMSGD_TEST_STAGES (default "normal mpich asan tsan fuzz"), e.g.
 #   SWARMSGD_TEST_STAGES=normal scripts/test.sh
 # Other knobs: SWARMSGD_JOBS (default nproc), SWARMSGD_SKIP_DEPS=1 (skip install-deps.sh),
 #   SWARMSGD_FUZZ_RUNS (inputs per fuzz target),
@@ -14,14 +15,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STAGES=${SWARMSGD_TEST_STAGES:-normal asan tsan fuzz}
+STAGES=${SWARMSGD_TEST_STAGES:-normal mpich asan tsan fuzz}
 JOBS=${SWARMSGD_JOBS:-$(nproc 2>/dev/null || echo 2)}
 read -r -a EXTRA_CTEST_ARGS <<<"${CTEST_ARGS:-}"
 
 for stage in $STAGES; do
     case $stage in
-        normal | asan | tsan | fuzz) ;;
-        *) echo "test.sh: unknown stage '$stage' (known: normal asan tsan fuzz)" >&2; exit 2 ;;
+        normal | mpich | asan | tsan | fuzz) ;;
+        *) echo "test.sh: unknown stage '$stage' (known: normal mpich asan tsan fuzz)" >&2; exit 2 ;;
     esac
 done
 
@@ -86,6 +87,17 @@ run_stage() {
             cmake --build build-asan --target swarmsgd_unit_tests -j "$JOBS"
             ctest --test-dir build-asan --output-on-failure -j "$JOBS" -L unit --no-tests=error \
                 "${EXTRA_CTEST_ARGS[@]}"
+            ;;
+        mpich)
+            # The normal stage runs the MPI tests with the default MPI (Open MPI on Debian);
+            # this one builds and runs them again against MPICH.
+            banner "stage mpich: MPI tests built with mpicxx.mpich, run with mpiexec.mpich"
+            cmake -S . -B build-mpich -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+                -DSWARMSGD_BUILD_TESTS=ON -DSWARMSGD_BUILD_EXAMPLES=OFF \
+                -DMPI_CXX_COMPILER=mpicxx.mpich -DMPIEXEC_EXECUTABLE=/usr/bin/mpiexec.mpich
+            cmake --build build-mpich --target swarmsgd_mpi_tests -j "$JOBS"
+            ctest --test-dir build-mpich --output-on-failure -j "$JOBS" -L mpi \
+                --no-tests=error "${EXTRA_CTEST_ARGS[@]}"
             ;;
         tsan)
             banner "stage tsan: clang++ -fsanitize=thread, build-tsan/, label concurrency"
