@@ -1,0 +1,104 @@
+// Averaging overhead over MPI: per local step, the time a rank spends averaging (snapshot,
+// encode, send, receive, decode, apply, waits) against the time of one local training batch of
+// the bundled demo model (the Fashion-MNIST MLP, 784-128-10, batch 128), measured in the same
+// run on the same rank. One interaction is started every local step (H = 1).
+//   mpiexec -n <ranks> bench_mpi_averaging [steps]
+// Prints per quantizer and model size:
+//   summary ranks=<n> quantizer=<q> n=<floats> overhead_vs_batch=<ratio> bytes_per_interaction=<b>
+// (0.27M floats is the size of ResNet-20; 2^24 floats a large model.)
+#include <swarmsgd/communicators/mpi.hpp>
+#include <swarmsgd/quantizers/bf16.hpp>
+#include <swarmsgd/quantizers/fp16.hpp>
+#include <swarmsgd/quantizers/lattice.hpp>
+#include <swarmsgd/quantizers/min_max.hpp>
+#include <swarmsgd/swarmsgd.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "fashion_mnist/mlp.hpp"
+
+namespace ex = swarmsgd::examples;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+/// Seconds of one training batch (forward + backward, batch 128) of the demo model.
+double batch_seconds(int repetitions) {
+    const ex::mlp_layout layout(784, 128, 10);
+    std::vector<float> params(layout.parameter_count()), grad(params.size());
+    ex::init_params(layout, params, 1);
+    const std::size_t batch = 128;
+    std::vector<float> images(batch * 784);
+    std::vector<std::uint8_t> labels(batch);
+    swarmsgd::rng r(3);
+    for (auto& v : images) v = static_cast<float>(r.uniform01());
+    for (auto& l : labels) l = static_cast<std::uint8_t>(r.uniform(10));
+    ex::workspace ws;
+    ws.reserve(layout, batch);
+    (void)ex::loss_and_gradient(layout, params, images.data(), labels.data(), batch, grad, ws);
+    const auto start = clock_type::now();
+    for (int i = 0; i < repetitions; ++i)
+        (void)ex::loss_and_gradient(layout, params, images.data(), labels.data(), batch, grad, ws);
+    return std::chrono::duration<double>(clock_type::now() - start).count() / repetitions;
+}
+
+template <class Quant>
+void run(const char* name, std::size_t n, std::size_t steps, double batch, Quant quantizer) {
+    swarmsgd::mpi_communicator comm;
+    const auto graph = swarmsgd::topology::complete(comm.size());
+    std::vector<float> model(n), grad(n, 0.0f);
+    swarmsgd::rng r(7, comm.rank());
+    for (auto& v : model) v = static_cast<float>(r.uniform01() * 0.1);
+    swarmsgd::swarm_options o;
+    o.sgd.learning_rate = 0;
+    swarmsgd::swarm_node node(model, comm, graph, o, quantizer);
+    MPI_Barrier(MPI_COMM_WORLD);
+    for (std::size_t s = 0; s < steps; ++s) {
+        // The local batch (real compute, so the ranks overlap as in training).
+        const auto until = clock_type::now() + std::chrono::duration<double>(batch);
+        while (clock_type::now() < until) {
+        }
+        node.after_local_step();
+    }
+    node.finish();
+    const auto& st = node.stats();
+    double mine[3] = {st.seconds_averaging / double(st.local_steps), double(st.bytes_sent),
+                      double(st.interactions_initiated)};
+    double sum[3];
+    MPI_Reduce(mine, sum, 3, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    if (comm.rank() == 0)
+        std::printf("summary ranks=%zu quantizer=%s n=%zu overhead_vs_batch=%.4f "
+                    "bytes_per_interaction=%.0f\n",
+                    comm.size(), name, n, sum[0] / double(comm.size()) / batch,
+                    sum[1] / std::max(sum[2], 1.0) / 2);  // a request and a reply each
+    std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    swarmsgd::mpi_environment env(argc, argv);
+    const std::size_t steps = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 50;
+    int rank = 0, size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    double batch = batch_seconds(20), all = 0;
+    MPI_Allreduce(&batch, &all, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    batch = all / size;  // every rank uses the same batch time (mean measured by the ranks)
+    if (rank == 0)
+        std::printf("baseline: one training batch of the demo MLP (784-128-10, batch 128) = %.3f ms "
+                    "(mean over %d ranks)\n", 1e3 * batch, size);
+    for (std::size_t n : {std::size_t{272474}, std::size_t{1} << 24}) {
+        const std::size_t s = n > 1'000'000 ? std::max<std::size_t>(steps / 10, 3) : steps;
+        run("identity", n, s, batch, swarmsgd::identity_quantizer<float>{});
+        run("fp16", n, s, batch, swarmsgd::fp16_quantizer<float>{});
+        run("bf16", n, s, batch, swarmsgd::bf16_quantizer<float>{});
+        run("min_max8", n, s, batch, swarmsgd::min_max_quantizer<float>{});
+        run("lattice8", n, s, batch, swarmsgd::lattice_quantizer<float>{});
+    }
+    return 0;
+}
