@@ -693,9 +693,15 @@ private:
         const auto fallback = detail::merge_ranges(request.failed, predicted.failed);
         std::uint8_t flags = 0;
         if (!fallback.empty()) {
-            for (const auto& r : fallback)
+            for (const auto& r : fallback) {
                 std::copy(raw_own_.begin() + long(r.begin), raw_own_.begin() + long(r.end),
                           own_.begin() + long(r.begin));
+                // A range merged from F1 and an adjacent F2 range is wholly settled by the
+                // fixup: no change there now (else the F2 part would get our half twice).
+                if (r.needs_fixup)
+                    std::copy(raw_own_.begin() + long(r.begin), raw_own_.begin() + long(r.end),
+                              received_.begin() + long(r.begin));
+            }
             detail::append_fallback<value_type>(bytes, fallback, raw_own_);
             const std::size_t at = bytes.size();
             bytes.resize(at + 8);

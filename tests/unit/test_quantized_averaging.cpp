@@ -144,3 +144,41 @@ TEST_CASE_TEMPLATE("the simulator reaches the optimum with each quantizer", Quan
                              ? 1e-2 : 1e-3;
     CHECK(gamma < bound * p.optimum.squaredNorm());
 }
+
+TEST_CASE("lattice: adjacent ranges failing on both sides (F1 next to F2) keep the sum exact") {
+    // Node 0's step is coarse, node 1's fine: bucket 0 of node 0's request cannot be decoded
+    // by node 1 (F1), and bucket 1 of node 1's reply could not be decoded by node 0 (F2); the
+    // two ranges touch and are sent as one fallback range.
+    const std::size_t n = 1024, bucket = 256;
+    std::vector<double> x(n), y(n);
+    rng r(3);
+    for (std::size_t k = 0; k < n; ++k) {
+        x[k] = r.uniform01() * 2 - 1;
+        y[k] = x[k] + 1e-3 * (r.uniform01() - 0.5);
+    }
+    x[10] += 500;
+    y[bucket + 10] += 1.0;
+    const auto x0 = x, y0 = y;
+    simulated_network net(2, 0, 0, 1);
+    auto e0 = net.endpoint_for(0), e1 = net.endpoint_for(1);
+    auto g = topology::complete(2);
+    lattice_options fine;
+    fine.bucket = bucket;
+    fine.initial_distance = 1e-3;
+    lattice_options coarse = fine;
+    coarse.initial_distance = 10;
+    swarm_node a(x, e0, g, swarm_options{}, lattice_quantizer<double>(coarse));
+    swarm_node b(y, e1, g, swarm_options{}, lattice_quantizer<double>(fine));
+    a.initiate(1);
+    while (net.pending() != 0) {
+        b.poll();
+        a.poll();
+    }
+    CHECK(a.in_flight() + b.in_flight() == 0);
+    for (std::size_t k = 0; k < n; ++k)
+        CHECK(x[k] + y[k] == doctest::Approx(x0[k] + y0[k]).epsilon(1e-14).scale(1.0));
+    for (std::size_t k = 0; k < 2 * bucket; ++k) {  // both recovered buckets: exact average
+        CHECK(x[k] == doctest::Approx((x0[k] + y0[k]) / 2).epsilon(1e-14).scale(1.0));
+        CHECK(y[k] == doctest::Approx((x0[k] + y0[k]) / 2).epsilon(1e-14).scale(1.0));
+    }
+}
