@@ -134,7 +134,8 @@ std::vector<float> random_model(std::size_t n, std::uint32_t seed) {
 /// (non-blocking averaging) and quantizer Q. Not movable: the nodes keep references.
 template <class Q>
 struct basic_node_pair {
-    using node_type = swarmsgd::swarm_node<std::vector<float>, swarmsgd::in_process_communicator, Q>;
+    using node_type =
+        swarmsgd::swarm_node<std::vector<float>, swarmsgd::in_process_communicator, Q>;
 
     explicit basic_node_pair(std::size_t n, std::vector<float> a = {}, std::vector<float> b = {})
         : world(2),
@@ -171,7 +172,7 @@ struct basic_node_pair {
 };
 
 using node_pair = basic_node_pair<swarmsgd::identity_quantizer<float>>;  // the fused path
-using general_pair = basic_node_pair<general_identity>;                   // the general path
+using general_pair = basic_node_pair<general_identity>;                  // the general path
 
 std::size_t arg_size(const benchmark::State& state) {
     return static_cast<std::size_t>(state.range(0));

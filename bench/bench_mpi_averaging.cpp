@@ -71,10 +71,11 @@ void run(const char* name, std::size_t n, std::size_t steps, double batch, Quant
     double sum[3];
     MPI_Reduce(mine, sum, 3, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
     if (comm.rank() == 0)
-        std::printf("summary ranks=%zu quantizer=%s n=%zu overhead_vs_batch=%.4f "
-                    "bytes_per_interaction=%.0f\n",
-                    comm.size(), name, n, sum[0] / double(comm.size()) / batch,
-                    sum[1] / std::max(sum[2], 1.0) / 2);  // a request and a reply each
+        std::printf(
+            "summary ranks=%zu quantizer=%s n=%zu overhead_vs_batch=%.4f "
+            "bytes_per_interaction=%.0f\n",
+            comm.size(), name, n, sum[0] / double(comm.size()) / batch,
+            sum[1] / std::max(sum[2], 1.0) / 2);  // a request and a reply each
     std::fflush(stdout);
 }
 
@@ -90,8 +91,10 @@ int main(int argc, char** argv) {
     MPI_Allreduce(&batch, &all, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     batch = all / size;  // every rank uses the same batch time (mean measured by the ranks)
     if (rank == 0)
-        std::printf("baseline: one training batch of the demo MLP (784-128-10, batch 128) = %.3f ms "
-                    "(mean over %d ranks)\n", 1e3 * batch, size);
+        std::printf(
+            "baseline: one training batch of the demo MLP (784-128-10, batch 128) = %.3f ms "
+            "(mean over %d ranks)\n",
+            1e3 * batch, size);
     for (std::size_t n : {std::size_t{272474}, std::size_t{1} << 24}) {
         const std::size_t s = n > 1'000'000 ? std::max<std::size_t>(steps / 10, 3) : steps;
         run("identity", n, s, batch, swarmsgd::identity_quantizer<float>{});

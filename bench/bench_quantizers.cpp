@@ -47,8 +47,8 @@
 /// timed decode at that n.
 /// Then `summary_cpu` lines: the same fields with the ratios on thread CPU time (robust when
 /// other processes share the cores: descheduled time is not counted), `detail` lines: the
-/// absolute GB/s on both clocks, and `error` lines: the error at 2^20 in other units. Counters of every
-/// benchmark: wire_bytes (envelope + payload; 4n for memcpy) and failed (lattice buckets that
+/// absolute GB/s on both clocks, and `error` lines: the error at 2^20 in other units. Counters of
+/// every benchmark: wire_bytes (envelope + payload; 4n for memcpy) and failed (lattice buckets that
 /// failed to decode, summed over the iterations).
 ///
 /// Options: --sizes=16,20,22,24,26 (log2 of the model sizes, 4..28; default 16,20,22,24 and 26
@@ -140,13 +140,13 @@ private:
 /// Everything the benchmarks of one size use: the pair and the work buffers.
 struct dataset {
     std::size_t n = 0;
-    std::vector<float> x;          // sender's model
-    std::vector<float> y;          // receiver's model (decode reference)
-    std::vector<float> work;       // encode input/output (the reconstruction)
-    std::vector<float> out;        // decode output
+    std::vector<float> x;     // sender's model
+    std::vector<float> y;     // receiver's model (decode reference)
+    std::vector<float> work;  // encode input/output (the reconstruction)
+    std::vector<float> out;   // decode output
     std::vector<std::byte> payload;
-    double linf = 0;               // max_k |x_k - y_k|
-    double rel_l2 = 0;             // ||x - y|| / ||x|| (after rounding y to float)
+    double linf = 0;    // max_k |x_k - y_k|
+    double rel_l2 = 0;  // ||x - y|| / ||x|| (after rounding y to float)
 };
 
 std::unique_ptr<dataset> make_dataset(std::size_t n) {
@@ -264,8 +264,8 @@ void bench_decode(benchmark::State& state, const Make& make) {
     const auto q = make(d);
     swarmsgd::rng random(42);
     std::memcpy(d.work.data(), d.x.data(), d.n * sizeof(float));
-    const std::size_t bytes = q.encode(std::span<float>(d.work), std::span<std::byte>(d.payload),
-                                       random);
+    const std::size_t bytes =
+        q.encode(std::span<float>(d.work), std::span<std::byte>(d.payload), random);
     const std::span<const std::byte> payload(d.payload.data(), bytes);
     const std::span<const float> reference(d.y);
     const std::span<float> out(d.out);
@@ -359,30 +359,33 @@ std::vector<quantizer_entry> all_quantizers() {
     using namespace swarmsgd;
     const auto none = [](const dataset&) { return std::string(); };
     std::vector<quantizer_entry> v;
-    v.push_back(entry("identity", 32, false,
-                      [](const dataset&) { return identity_quantizer<float>{}; }, none));
-    v.push_back(entry("fp16", 16, false, [](const dataset&) { return fp16_quantizer<float>{}; },
-                      none));
-    v.push_back(entry("bf16", 16, false, [](const dataset&) { return bf16_quantizer<float>{}; },
-                      none));
+    v.push_back(entry(
+        "identity", 32, false, [](const dataset&) { return identity_quantizer<float>{}; }, none));
+    v.push_back(entry(
+        "fp16", 16, false, [](const dataset&) { return fp16_quantizer<float>{}; }, none));
+    v.push_back(entry(
+        "bf16", 16, false, [](const dataset&) { return bf16_quantizer<float>{}; }, none));
     for (const unsigned b : {8u, 4u, 2u})
-        v.push_back(entry("min_max", b, false,
-                          [b](const dataset&) {
-                              return min_max_quantizer<float>(min_max_options{b, 512, false});
-                          },
-                          [](const dataset&) { return std::string("bucket=512"); }));
-    v.push_back(entry("min_max_stochastic", 8, false,
-                      [](const dataset&) {
-                          return min_max_quantizer<float>(min_max_options{8, 512, true});
-                      },
-                      [](const dataset&) { return std::string("bucket=512"); }));
+        v.push_back(entry(
+            "min_max", b, false,
+            [b](const dataset&) {
+                return min_max_quantizer<float>(min_max_options{b, 512, false});
+            },
+            [](const dataset&) { return std::string("bucket=512"); }));
+    v.push_back(entry(
+        "min_max_stochastic", 8, false,
+        [](const dataset&) {
+            return min_max_quantizer<float>(min_max_options{8, 512, true});
+        },
+        [](const dataset&) { return std::string("bucket=512"); }));
     for (const unsigned s : {127u, 7u}) {
         const unsigned b = qsgd_quantizer<float>(qsgd_options{s, 512}).code_bits();
-        v.push_back(entry("qsgd", b, false,
-                          [s](const dataset&) { return qsgd_quantizer<float>(qsgd_options{s, 512}); },
-                          [s](const dataset&) {
-                              return "levels=" + std::to_string(s) + " bucket=512";
-                          }));
+        v.push_back(entry(
+            "qsgd", b, false,
+            [s](const dataset&) {
+                return qsgd_quantizer<float>(qsgd_options{s, 512});
+            },
+            [s](const dataset&) { return "levels=" + std::to_string(s) + " bucket=512"; }));
     }
     const auto lattice_description = [](unsigned b, bool st) {
         return [b, st](const dataset& d) {
@@ -394,12 +397,12 @@ std::vector<quantizer_entry> all_quantizers() {
         };
     };
     for (const unsigned b : {8u, 4u, 16u})
-        v.push_back(entry("lattice", b, true,
-                          [b](const dataset& d) { return lattice_for(d, b, false); },
-                          lattice_description(b, false)));
-    v.push_back(entry("lattice_stochastic", 8, true,
-                      [](const dataset& d) { return lattice_for(d, 8, true); },
-                      lattice_description(8, true)));
+        v.push_back(entry(
+            "lattice", b, true, [b](const dataset& d) { return lattice_for(d, b, false); },
+            lattice_description(b, false)));
+    v.push_back(entry(
+        "lattice_stochastic", 8, true, [](const dataset& d) { return lattice_for(d, 8, true); },
+        lattice_description(8, true)));
     return v;
 }
 
@@ -592,18 +595,18 @@ int main(int argc, char** argv) {
                 const check_result c = q.check(*d);
                 checks[{qi, n}] = c;
                 if (c.mismatches != 0) ok = false;
-                std::printf("check quantizer=%s bits=%u n=%zu payload_bytes=%zu failed_buckets=%zu "
-                            "mismatches=%zu %s\n",
-                            q.name.c_str(), q.bits, n, c.payload_bytes, c.failed_buckets,
-                            c.mismatches, q.describe(*d).c_str());
+                std::printf(
+                    "check quantizer=%s bits=%u n=%zu payload_bytes=%zu failed_buckets=%zu "
+                    "mismatches=%zu %s\n",
+                    q.name.c_str(), q.bits, n, c.payload_bytes, c.failed_buckets, c.mismatches,
+                    q.describe(*d).c_str());
             }
         }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_quantizers: check failed: %s\n", e.what());
         return 1;
     }
-    std::printf("check decoded_equals_sender_reconstruction=%s (setup %.1f s)\n",
-                ok ? "yes" : "NO",
+    std::printf("check decoded_equals_sender_reconstruction=%s (setup %.1f s)\n", ok ? "yes" : "NO",
                 std::chrono::duration<double>(clock_type::now() - t0).count());
     std::fflush(stdout);
 
@@ -653,13 +656,13 @@ int main(int argc, char** argv) {
                 const double dec_s = time("BM_decode_" + q.label);
                 if (memcpy_s <= 0 || (enc_s <= 0 && dec_s <= 0)) continue;  // filtered out
                 const check_result& c = checks.at({qi, n});
-                const double bytes = double(swarmsgd::envelope_size + c.payload_bytes +
-                                            c.fallback_bytes) / (4.0 * double(n));
+                const double bytes =
+                    double(swarmsgd::envelope_size + c.payload_bytes + c.fallback_bytes) /
+                    (4.0 * double(n));
                 std::string extra;
                 if (q.can_fail) {
                     const double timed = rep.counter_sum("BM_decode_" + q.label, n, "failed");
-                    std::size_t failed =
-                        c.failed_buckets + (n == error_n ? 0 : err.failed_buckets);
+                    std::size_t failed = c.failed_buckets + (n == error_n ? 0 : err.failed_buckets);
                     if (timed > 0) failed += static_cast<std::size_t>(timed);
                     extra = " failed=" + std::to_string(failed);
                 }

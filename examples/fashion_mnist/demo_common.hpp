@@ -13,10 +13,8 @@
 #include "idx_reader.hpp"
 #include "mlp.hpp"
 
-
 namespace swarmsgd::examples::demo {
 namespace ex = swarmsgd::examples;
-
 
 struct config {
     std::size_t nodes = 8;
@@ -56,23 +54,38 @@ inline config parse(int argc, char** argv) {
             char* end = nullptr;
             const double d = std::strtod(v.c_str(), &end);
             if (end == v.c_str() || *end != '\0' || !std::isfinite(d) || d < lo)
-                usage((arg + " needs a number >= " + std::to_string(lo) + ", got '" + v + "'").c_str());
+                usage((arg + " needs a number >= " + std::to_string(lo) + ", got '" + v + "'")
+                          .c_str());
             return d;
         };
-        if (arg == "--nodes") c.nodes = static_cast<std::size_t>(number(1));
-        else if (arg == "--epochs") c.epochs = number(0);
-        else if (arg == "--hidden") c.hidden = static_cast<std::size_t>(number(0));
-        else if (arg == "--batch") c.batch = static_cast<std::size_t>(number(1));
-        else if (arg == "--lr") c.lr = number(0);
-        else if (arg == "--momentum") c.momentum = number(0);
-        else if (arg == "--H") c.h = number(1);
-        else if (arg == "--geometric") c.geometric = true;
-        else if (arg == "--topology") c.topology = value();
-        else if (arg == "--mode") c.mode = value();
-        else if (arg == "--seed") c.seed = static_cast<std::uint64_t>(number(0));
-        else if (arg == "--data") c.data = value();
-        else if (arg == "--help" || arg == "-h") usage("help requested");
-        else usage(("unknown option " + arg).c_str());
+        if (arg == "--nodes")
+            c.nodes = static_cast<std::size_t>(number(1));
+        else if (arg == "--epochs")
+            c.epochs = number(0);
+        else if (arg == "--hidden")
+            c.hidden = static_cast<std::size_t>(number(0));
+        else if (arg == "--batch")
+            c.batch = static_cast<std::size_t>(number(1));
+        else if (arg == "--lr")
+            c.lr = number(0);
+        else if (arg == "--momentum")
+            c.momentum = number(0);
+        else if (arg == "--H")
+            c.h = number(1);
+        else if (arg == "--geometric")
+            c.geometric = true;
+        else if (arg == "--topology")
+            c.topology = value();
+        else if (arg == "--mode")
+            c.mode = value();
+        else if (arg == "--seed")
+            c.seed = static_cast<std::uint64_t>(number(0));
+        else if (arg == "--data")
+            c.data = value();
+        else if (arg == "--help" || arg == "-h")
+            usage("help requested");
+        else
+            usage(("unknown option " + arg).c_str());
     }
     return c;
 }
@@ -117,8 +130,8 @@ struct shard_problem {
             std::memcpy(images[node].data() + b * pixels, s.image(k), pixels * sizeof(float));
             labels[node][b] = s.labels[k];
         }
-        return ex::loss_and_gradient(*layout, x, images[node].data(), labels[node].data(), batch,
-                                     g, workspaces[node]);
+        return ex::loss_and_gradient(*layout, x, images[node].data(), labels[node].data(), batch, g,
+                                     workspaces[node]);
     }
     const ex::mlp_layout* layout;
     std::size_t batch, pixels;

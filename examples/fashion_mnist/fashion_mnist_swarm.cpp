@@ -9,6 +9,7 @@
 #include <swarmsgd/eigen.hpp>
 #include <swarmsgd/swarmsgd.hpp>
 
+#include <unistd.h>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -18,7 +19,6 @@
 #include <exception>
 #include <mutex>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "demo_common.hpp"
@@ -28,7 +28,8 @@ using namespace swarmsgd::examples::demo;
 
 int main(int argc, char** argv) try {
     const config c = parse(argc, argv);
-    const auto dir = c.data.empty() ? ex::default_fashion_mnist_dir() : std::filesystem::path(c.data);
+    const auto dir =
+        c.data.empty() ? ex::default_fashion_mnist_dir() : std::filesystem::path(c.data);
     std::printf("Loading Fashion-MNIST from %s\n", dir.c_str());
     const auto train = ex::load_fashion_mnist(dir, true);
     const auto test = ex::load_fashion_mnist(dir, false);
@@ -82,11 +83,11 @@ int main(int argc, char** argv) try {
         const double images_per_s =
             static_cast<double>((step + 1) * c.batch * c.nodes) / std::max(elapsed, 1e-9);
         const int width = 30, filled = static_cast<int>(done * width);
-        std::printf("%s[%.*s%*s] %5.1f%%  epoch %.2f  loss %.3f  %.0f img/s  averaging %.1f%%  ETA %.0fs%s",
-                    tty ? "\r" : "", filled, "##############################", width - filled, "",
-                    100 * done, done * c.epochs, smoothed_loss, images_per_s,
-                    100 * stats.seconds_averaging / std::max(elapsed, 1e-9), eta,
-                    tty ? "   " : "\n");
+        std::printf(
+            "%s[%.*s%*s] %5.1f%%  epoch %.2f  loss %.3f  %.0f img/s  averaging %.1f%%  ETA %.0fs%s",
+            tty ? "\r" : "", filled, "##############################", width - filled, "",
+            100 * done, done * c.epochs, smoothed_loss, images_per_s,
+            100 * stats.seconds_averaging / std::max(elapsed, 1e-9), eta, tty ? "   " : "\n");
         std::fflush(stdout);
     };
     const auto report = swarmsgd::run_in_process(models, graph, problem, steps_per_node, options,
@@ -102,12 +103,13 @@ int main(int argc, char** argv) try {
                 static_cast<double>(total.local_steps * c.batch) / report.wall_seconds);
     std::printf("Test accuracy: mean model %.2f%%, node 0 %.2f%%\n", 100 * acc_mean,
                 100 * acc_node0);
-    std::printf("Interactions: %llu completed (%.2f per local step), %llu postponed (partner "
-                "still busy with the previous one), consensus distance Gamma = %.4g\n",
-                static_cast<unsigned long long>(total.interactions_completed),
-                static_cast<double>(total.interactions_completed) /
-                    static_cast<double>(std::max<std::uint64_t>(total.local_steps, 1)),
-                static_cast<unsigned long long>(total.postponed), report.consensus_distance);
+    std::printf(
+        "Interactions: %llu completed (%.2f per local step), %llu postponed (partner "
+        "still busy with the previous one), consensus distance Gamma = %.4g\n",
+        static_cast<unsigned long long>(total.interactions_completed),
+        static_cast<double>(total.interactions_completed) /
+            static_cast<double>(std::max<std::uint64_t>(total.local_steps, 1)),
+        static_cast<unsigned long long>(total.postponed), report.consensus_distance);
     std::printf("Averaging share of time: %.2f%%; bytes sent: %s (%s per node)\n",
                 100 * report.averaging_share(), human_bytes(double(total.bytes_sent)).c_str(),
                 human_bytes(double(total.bytes_sent) / double(c.nodes)).c_str());

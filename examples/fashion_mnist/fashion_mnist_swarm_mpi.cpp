@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
         swarmsgd::mpi_communicator comm;
         config c = parse(argc, argv);
         c.nodes = comm.size();
-        const auto dir = c.data.empty() ? ex::default_fashion_mnist_dir() : std::filesystem::path(c.data);
+        const auto dir =
+            c.data.empty() ? ex::default_fashion_mnist_dir() : std::filesystem::path(c.data);
         const auto train = ex::load_fashion_mnist(dir, true);
         const auto test = ex::load_fashion_mnist(dir, false);
         const ex::mlp_layout layout(train.pixels_per_image(), c.hidden, 10);
@@ -45,10 +46,11 @@ int main(int argc, char** argv) {
             return base * 0.5 * (1 + std::cos(3.141592653589793 * std::min(progress, 1.0)));
         };
         if (rank == 0)
-            std::printf("Swarm SGD: %zu MPI ranks on %s, %s averaging, H = %s, MLP 784-%zu-10, "
-                        "%.2f epochs = %zu local steps per rank\n",
-                        c.nodes, graph.name().c_str(), swarmsgd::to_string(options.mode),
-                        options.steps.describe().c_str(), c.hidden, c.epochs, steps);
+            std::printf(
+                "Swarm SGD: %zu MPI ranks on %s, %s averaging, H = %s, MLP 784-%zu-10, "
+                "%.2f epochs = %zu local steps per rank\n",
+                c.nodes, graph.name().c_str(), swarmsgd::to_string(options.mode),
+                options.steps.describe().c_str(), c.hidden, c.epochs, steps);
 
         // This rank's shard only (shard_problem keeps one per node: build it for all, use ours).
         shard_problem problem(train, layout, c.nodes, c.batch, c.seed);
@@ -62,8 +64,8 @@ int main(int argc, char** argv) {
             if (rank == 0 && (s + 1) % std::max<std::size_t>(steps / 10, 1) == 0) {
                 const double elapsed =
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-                std::printf("  rank 0: step %zu/%zu  loss %.3f  averaging %.1f%% of its time\n", s + 1,
-                            steps, loss, 100 * node.stats().seconds_averaging / elapsed);
+                std::printf("  rank 0: step %zu/%zu  loss %.3f  averaging %.1f%% of its time\n",
+                            s + 1, steps, loss, 100 * node.stats().seconds_averaging / elapsed);
                 std::fflush(stdout);
             }
         }
@@ -84,10 +86,12 @@ int main(int argc, char** argv) {
         if (rank == 0) {
             std::printf("Finished in %.1f s\n", wall);
             std::printf("Test accuracy: mean model %.2f%%, rank 0 %.2f%%\n",
-                        100 * ex::accuracy(layout, mean, test), 100 * ex::accuracy(layout, model, test));
-            std::printf("Interactions: %.0f; averaging share of time %.2f%% (mean over ranks); "
-                        "bytes sent: %s\n",
-                        total[2], 100 * total[1] / double(c.nodes), human_bytes(total[0]).c_str());
+                        100 * ex::accuracy(layout, mean, test),
+                        100 * ex::accuracy(layout, model, test));
+            std::printf(
+                "Interactions: %.0f; averaging share of time %.2f%% (mean over ranks); "
+                "bytes sent: %s\n",
+                total[2], 100 * total[1] / double(c.nodes), human_bytes(total[0]).c_str());
         }
         return 0;
     } catch (const std::exception& e) {

@@ -23,10 +23,10 @@ struct received_message {
 /// communicator's own timeout) or cancels it, as the communicator documents.
 template <class R>
 concept send_request = std::movable<R> && !std::copy_constructible<R> &&
-                       requires(R& r, std::chrono::nanoseconds timeout) {
-                           { r.test() } -> std::same_as<bool>;
-                           { r.wait(timeout) } -> std::same_as<bool>;
-                       };
+                       requires(R & r, std::chrono::nanoseconds timeout) {
+    { r.test() } -> std::same_as<bool>;
+    { r.wait(timeout) } -> std::same_as<bool>;
+};
 
 /// A communicator is one node's endpoint:
 /// - `rank()`, `size()`: this node's rank and the number of nodes;
@@ -46,7 +46,7 @@ concept communicator = requires(C& c, const C& cc, std::size_t dest, std::vector
     { c.isend(dest, std::move(bytes)) } -> send_request;
     { c.try_receive() } -> std::same_as<std::optional<received_message>>;
     { c.wait_for_message(timeout) } -> std::same_as<bool>;
-    { c.announce_done() };
+    {c.announce_done()};
     { c.all_done() } -> std::same_as<bool>;
 };
 

@@ -10,7 +10,8 @@
 /// says what to use instead.
 
 #if !__has_include(<Eigen/Core>)
-#error "swarmsgd/eigen.hpp needs Eigen 3.3 or later (Debian: apt-get install libeigen3-dev; CMake: link swarmsgd::eigen)"
+#error \
+    "swarmsgd/eigen.hpp needs Eigen 3.3 or later (Debian: apt-get install libeigen3-dev; CMake: link swarmsgd::eigen)"
 #endif
 
 #include <Eigen/Core>
@@ -36,13 +37,15 @@ struct is_eigen_plain<Eigen::Array<S, R, C, O, MR, MC>> : std::true_type {};
 template <class T>
 struct is_eigen_contiguous_map : std::false_type {};
 template <class P, int MapOptions>
-struct is_eigen_contiguous_map<Eigen::Map<P, MapOptions, Eigen::Stride<0, 0>>>
-    : is_eigen_plain<P> {};
+struct is_eigen_contiguous_map<Eigen::Map<P, MapOptions, Eigen::Stride<0, 0>>> : is_eigen_plain<P> {
+};
 
 template <class D>
 void eigen_base_probe(const Eigen::EigenBase<D>&);  // matches any type with an EigenBase base
 template <class T>
-concept eigen_object = requires(const T& t) { detail::eigen_base_probe(t); };
+concept eigen_object = requires(const T& t) {
+    detail::eigen_base_probe(t);
+};
 }  // namespace detail
 
 /// Eigen plain matrices and arrays of float or double.
@@ -60,27 +63,26 @@ struct tensor_traits<T> {
 
 /// Eigen Maps with the default stride over plain float/double matrices or arrays.
 template <class T>
-    requires detail::is_eigen_contiguous_map<T>::value &&
-             tensor_value<typename T::Scalar> && (!std::is_const_v<typename T::PointerArgType>)
-struct tensor_traits<T> {
-    using value_type = typename T::Scalar;  ///< Element type.
-    /// Number of coefficients.
-    static std::size_t size(const T& t) noexcept { return static_cast<std::size_t>(t.size()); }
-    /// Contiguous storage (a Map is a view: constness of the Map does not protect elements).
-    static value_type* data(const T& t) noexcept { return const_cast<value_type*>(t.data()); }
-};
+    requires detail::is_eigen_contiguous_map<T>::value && tensor_value<typename T::Scalar> &&
+        (!std::is_const_v<typename T::PointerArgType>)struct tensor_traits<T> {
+        using value_type = typename T::Scalar;  ///< Element type.
+        /// Number of coefficients.
+        static std::size_t size(const T& t) noexcept { return static_cast<std::size_t>(t.size()); }
+        /// Contiguous storage (a Map is a view: constness of the Map does not protect elements).
+        static value_type* data(const T& t) noexcept { return const_cast<value_type*>(t.data()); }
+    };
 
-/// Any other Eigen type: a readable compile-time error.
-template <class T>
-    requires detail::eigen_object<T> &&
-             (!((detail::is_eigen_plain<T>::value || detail::is_eigen_contiguous_map<T>::value) &&
-                tensor_value<typename T::Scalar>))
-struct tensor_traits<T> {
-    static_assert(detail::always_false<T>,
-                  "swarmsgd: this Eigen type cannot be a model tensor. Eigen expressions, Blocks, "
-                  "Refs, strided or const Maps and integer scalars are not contiguous writable "
-                  "float/double storage: evaluate into an Eigen::VectorXf/VectorXd (or ArrayX*, "
-                  "MatrixX*) or use Eigen::Map<Eigen::VectorXf> over contiguous memory.");
-};
+    /// Any other Eigen type: a readable compile-time error.
+    template <class T>
+        requires detail::eigen_object<T> &&
+            (!((detail::is_eigen_plain<T>::value || detail::is_eigen_contiguous_map<T>::value) &&
+               tensor_value<typename T::Scalar>)) struct tensor_traits<T> {
+            static_assert(
+                detail::always_false<T>,
+                "swarmsgd: this Eigen type cannot be a model tensor. Eigen expressions, Blocks, "
+                "Refs, strided or const Maps and integer scalars are not contiguous writable "
+                "float/double storage: evaluate into an Eigen::VectorXf/VectorXd (or ArrayX*, "
+                "MatrixX*) or use Eigen::Map<Eigen::VectorXf> over contiguous memory.");
+        };
 
 }  // namespace swarmsgd

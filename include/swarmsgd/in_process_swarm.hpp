@@ -36,9 +36,9 @@ struct swarm_report {
     }
     /// Share of the nodes' time spent averaging (summed averaging time over summed wall time).
     [[nodiscard]] double averaging_share() const {
-        return wall_seconds > 0 ? total().seconds_averaging /
-                                      (wall_seconds * static_cast<double>(nodes.size()))
-                                : 0.0;
+        return wall_seconds > 0
+                   ? total().seconds_averaging / (wall_seconds * static_cast<double>(nodes.size()))
+                   : 0.0;
     }
 };
 
@@ -94,9 +94,9 @@ swarm_report run_in_process(std::vector<Model>& models, const topology& graph, P
                     rng data_random(options.seed, n + i);
                     std::vector<value_type> grad(size);
                     for (std::size_t s = 0; s < steps[i]; ++s) {
-                        const double loss = problem.gradient(i, static_cast<const Model&>(models[i]),
-                                                             std::span<value_type>(grad),
-                                                             data_random);
+                        const double loss =
+                            problem.gradient(i, static_cast<const Model&>(models[i]),
+                                             std::span<value_type>(grad), data_random);
                         node.apply_gradient(grad);
                         node.after_local_step();
                         on_step(i, s, loss, node.stats());
@@ -110,7 +110,8 @@ swarm_report run_in_process(std::vector<Model>& models, const topology& graph, P
                     world.abort(detail::concat("node ", i, " failed: ", e.what()));
                 } catch (...) {
                     errors[i] = std::current_exception();
-                    world.abort(detail::concat("node ", i, " failed with a non-standard exception"));
+                    world.abort(
+                        detail::concat("node ", i, " failed with a non-standard exception"));
                 }
             });
         }

@@ -17,17 +17,17 @@ class local_steps {
 public:
     /// Exactly H local steps between interactions (H >= 1).
     [[nodiscard]] static local_steps fixed(std::size_t h) {
-        detail::require<invalid_argument_error>(
-            h >= 1, "local_steps::fixed: H = ", h, "; a node needs at least 1 local step");
+        detail::require<invalid_argument_error>(h >= 1, "local_steps::fixed: H = ", h,
+                                                "; a node needs at least 1 local step");
         return local_steps(false, static_cast<double>(h));
     }
 
     /// Geometric number of local steps on {1, 2, ...} with mean H (H >= 1, finite):
     /// P(k) = (1 - p)^(k-1) p with p = 1/H.
     [[nodiscard]] static local_steps geometric(double mean_h) {
-        detail::require<invalid_argument_error>(
-            std::isfinite(mean_h) && mean_h >= 1.0, "local_steps::geometric: mean H = ",
-            mean_h, "; it must be finite and >= 1");
+        detail::require<invalid_argument_error>(std::isfinite(mean_h) && mean_h >= 1.0,
+                                                "local_steps::geometric: mean H = ", mean_h,
+                                                "; it must be finite and >= 1");
         return local_steps(true, mean_h);
     }
 

@@ -32,8 +32,8 @@ enum class message_kind : std::uint8_t {
     pull_request = 3,  ///< "send me your model" (authors' one-sided pull variant)
     pull_reply = 4,    ///< a model sent in answer to a pull request; the sender did not change
     failure = 5,       ///< the sender could not take part; payload is a UTF-8 reason
-    fixup = 6,  ///< full-precision values for ranges the partner could not decode (recovery)
-    declined = 7,  ///< a crossed request the receiver does not serve (see swarm_node)
+    fixup = 6,         ///< full-precision values for ranges the partner could not decode (recovery)
+    declined = 7,      ///< a crossed request the receiver does not serve (see swarm_node)
 };
 
 /// Envelope flag: a reply carries a fallback section after its quantized payload (recovery of
@@ -56,9 +56,9 @@ inline constexpr std::uint8_t flag_fallback = 1;
 
 /// Decoded protocol header of a message.
 struct envelope {
-    message_kind kind{};         ///< what the message asks
-    std::uint32_t sender = 0;    ///< rank of the sending node
-    std::uint64_t interaction = 0;  ///< id chosen by the initiator, echoed in the reply
+    message_kind kind{};              ///< what the message asks
+    std::uint32_t sender = 0;         ///< rank of the sending node
+    std::uint64_t interaction = 0;    ///< id chosen by the initiator, echoed in the reply
     std::uint32_t payload_bytes = 0;  ///< bytes that follow the envelope
     std::uint8_t flags = 0;           ///< flag_fallback, or 0
 };
@@ -113,8 +113,7 @@ inline void write_envelope(std::span<std::byte> out, const envelope& e) {
     envelope e;
     const auto kind = detail::load<std::uint8_t>(in.data() + 6);
     if (kind < 1 || kind > 7)
-        throw message_error(concat("message from node ", source, " has unknown kind ",
-                                   int(kind)));
+        throw message_error(concat("message from node ", source, " has unknown kind ", int(kind)));
     e.kind = static_cast<message_kind>(kind);
     e.flags = detail::load<std::uint8_t>(in.data() + 7);
     if ((e.flags & ~flag_fallback) != 0 ||
@@ -125,8 +124,8 @@ inline void write_envelope(std::span<std::byte> out, const envelope& e) {
     e.interaction = detail::load<std::uint64_t>(in.data() + 12);
     e.payload_bytes = detail::load<std::uint32_t>(in.data() + 20);
     if (e.sender != source)
-        throw message_error(concat("message received from node ", source,
-                                   " claims to come from node ", e.sender));
+        throw message_error(
+            concat("message received from node ", source, " claims to come from node ", e.sender));
     if (in.size() != envelope_size + e.payload_bytes)
         throw message_error(concat("message from node ", source, " (", to_string(e.kind),
                                    ") announces ", e.payload_bytes, " payload bytes but carries ",
@@ -164,16 +163,15 @@ inline void write_payload_header(std::span<std::byte> out, const payload_header&
     using detail::concat;
     if (in.size() < payload_header_size)
         throw message_error(concat("payload is truncated: ", in.size(),
-                                   " bytes, the payload header alone needs ",
-                                   payload_header_size));
+                                   " bytes, the payload header alone needs ", payload_header_size));
     payload_header h;
     h.quantizer_id = detail::load<std::uint16_t>(in.data());
     h.value_bytes = detail::load<std::uint8_t>(in.data() + 2);
     h.count = detail::load<std::uint64_t>(in.data() + 8);
     if (h.quantizer_id != expected_id)
         throw message_error(concat("payload was encoded by quantizer id ", h.quantizer_id,
-                                   ", this node decodes with ", expected_name, " (id ",
-                                   expected_id, ")"));
+                                   ", this node decodes with ", expected_name, " (id ", expected_id,
+                                   ")"));
     if (h.value_bytes != expected_value_bytes)
         throw message_error(concat("payload holds ", int(h.value_bytes),
                                    "-byte values, this node's model has ", expected_value_bytes,

@@ -16,7 +16,7 @@ struct node_stats {
     /// Own interactions the partner declined (it had a request to us in flight, see
     /// swarm_node): no change on either side.
     std::uint64_t interactions_declined = 0;
-    std::uint64_t postponed = 0;  ///< due interactions postponed (max_in_flight reached)
+    std::uint64_t postponed = 0;          ///< due interactions postponed (max_in_flight reached)
     std::uint64_t messages_sent = 0;      ///< messages sent
     std::uint64_t messages_received = 0;  ///< messages received
     std::uint64_t bytes_sent = 0;         ///< bytes sent (envelopes and payloads)

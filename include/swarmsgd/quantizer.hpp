@@ -53,16 +53,15 @@ struct decode_result {
 ///   size_mismatch_error on a malformed one, leaving `out` untouched) and writes the decoded
 ///   values to `out`, using `reference` (the receiver's own model) where the format needs it.
 template <class Q, class V>
-concept quantizer_for =
-    tensor_value<V> && std::copy_constructible<Q> &&
+concept quantizer_for = tensor_value<V> && std::copy_constructible<Q> &&
     requires(Q& q, std::size_t n, std::span<V> values, std::span<std::byte> out,
              std::span<const std::byte> payload, std::span<const V> reference, rng& random) {
-        { q.id() } -> std::convertible_to<std::uint16_t>;
-        { q.name() } -> std::convertible_to<std::string_view>;
-        { q.max_encoded_size(n) } -> std::convertible_to<std::size_t>;
-        { q.encode(values, out, random) } -> std::convertible_to<std::size_t>;
-        { q.decode(payload, reference, values) } -> std::same_as<decode_result>;
-    };
+    { q.id() } -> std::convertible_to<std::uint16_t>;
+    { q.name() } -> std::convertible_to<std::string_view>;
+    { q.max_encoded_size(n) } -> std::convertible_to<std::size_t>;
+    { q.encode(values, out, random) } -> std::convertible_to<std::size_t>;
+    { q.decode(payload, reference, values) } -> std::same_as<decode_result>;
+};
 
 /// OPTIONAL capability of a quantizer: exact reconstruction with a raw payload. A quantizer
 /// opts in with `static constexpr bool exact_reconstruction = true;` and two members, and
@@ -82,14 +81,14 @@ concept quantizer_for =
 /// swarm_node for quantizers without the capability) uses only the quantizer_for interface,
 /// which an exact quantizer must still provide in full.
 template <class Q, class V>
-concept exact_quantizer_for =
-    quantizer_for<Q, V> &&
+concept exact_quantizer_for = quantizer_for<Q, V> &&
     requires(const Q& q, std::size_t n, std::span<std::byte> out,
              std::span<const std::byte> payload) {
-        requires std::same_as<std::remove_cv_t<decltype(Q::exact_reconstruction)>, bool>;
-        requires Q::exact_reconstruction;
-        q.write_raw_header(out, n);
-        q.check_raw_payload(payload, n);
-    };
+    requires std::same_as < std::remove_cv_t<decltype(Q::exact_reconstruction)>,
+    bool > ;
+    requires Q::exact_reconstruction;
+    q.write_raw_header(out, n);
+    q.check_raw_payload(payload, n);
+};
 
 }  // namespace swarmsgd

@@ -82,8 +82,9 @@ public:
                                          " has a model of ", model_size(models[i]),
                                          " elements, node 0 has ", size);
         if (options_.speeds.empty()) options_.speeds.assign(n, 1.0);
-        require<invalid_argument_error>(options_.speeds.size() == n, "simulator: ",
-                                        options_.speeds.size(), " speeds for ", n, " nodes");
+        require<invalid_argument_error>(options_.speeds.size() == n,
+                                        "simulator: ", options_.speeds.size(), " speeds for ", n,
+                                        " nodes");
         double total = 0;
         for (std::size_t i = 0; i < n; ++i) {
             require<invalid_argument_error>(options_.speeds[i] > 0 && options_.speeds[i] < 1e300,
@@ -98,8 +99,9 @@ public:
         if (options_.schedule == simulation_schedule::sequential) {
             require<invalid_argument_error>(
                 options_.min_delay == 0 && options_.max_delay == 0,
-                "simulator: message delays (min_delay = ", options_.min_delay, ", max_delay = ",
-                options_.max_delay, ") need the asynchronous schedule; the sequential model "
+                "simulator: message delays (min_delay = ", options_.min_delay,
+                ", max_delay = ", options_.max_delay,
+                ") need the asynchronous schedule; the sequential model "
                 "averages each pair at once");
             if (node_options.mode == averaging_mode::blocking)
                 node_options.mode = averaging_mode::nonblocking;
@@ -114,8 +116,7 @@ public:
         for (std::size_t i = 0; i < n; ++i) endpoints_.push_back(network_.endpoint_for(i));
         for (std::size_t i = 0; i < n; ++i) {
             nodes_.emplace_back(models[i], endpoints_[i], graph, node_options, quantizer);
-            nodes_.back().set_auto_interact(options_.schedule ==
-                                            simulation_schedule::asynchronous);
+            nodes_.back().set_auto_interact(options_.schedule == simulation_schedule::asynchronous);
             data_random_.emplace_back(options_.node.seed, n + i);
         }
         gradient_.assign(size, value_type(0));
@@ -158,7 +159,9 @@ public:
         return s / static_cast<double>(last_loss_.size());
     }
     /// Consensus distance Gamma = sum_i ||X_i - mu||^2.
-    [[nodiscard]] double consensus_distance() const { return swarmsgd::consensus_distance(*models_); }
+    [[nodiscard]] double consensus_distance() const {
+        return swarmsgd::consensus_distance(*models_);
+    }
     /// The mean model mu (flat, double).
     [[nodiscard]] std::vector<double> mean_model() const { return swarmsgd::mean_model(*models_); }
     /// Totals over every node.

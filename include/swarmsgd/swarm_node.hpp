@@ -69,7 +69,12 @@ struct default_quantizer<Model> {
 };
 
 /// Error category carried by a failure message, so the peer rethrows the same type.
-enum class failure_code : std::uint8_t { other = 0, size_mismatch = 1, malformed = 2, non_finite = 3 };
+enum class failure_code : std::uint8_t {
+    other = 0,
+    size_mismatch = 1,
+    malformed = 2,
+    non_finite = 3
+};
 }  // namespace detail
 
 /// One node of a Swarm SGD swarm. `Model` is a tensor or a list of tensors (see model.hpp),
@@ -98,11 +103,10 @@ public:
     /// recovers every failed range at full precision (a fallback section in the reply, and a
     /// fixup message when the responder could not decode the request), so a model is never
     /// corrupted and the mean stays exact; see docs/algorithm.md.
-    static constexpr bool recovers =
-        requires(Quant& q, double d, std::span<const value_type> a) {
-            q.on_failure(d);
-            q.observe(a, a);
-        };
+    static constexpr bool recovers = requires(Quant & q, double d, std::span<const value_type> a) {
+        q.on_failure(d);
+        q.observe(a, a);
+    };
 
     /// Binds a node to its model, communicator endpoint and topology. Validates the options
     /// and that the topology has as many nodes as the communicator.
@@ -213,7 +217,7 @@ public:
                 send_model_exact(peer, message_kind::request, id, p.sent.data());
             } else {
                 gather(*model_, std::span<value_type>(p.sent));
-                if constexpr (recovers) p.raw = p.sent;  // S_i, for exact recovery
+                if constexpr (recovers) p.raw = p.sent;          // S_i, for exact recovery
                 send(peer, message_kind::request, id, &p.sent);  // p.sent becomes D(m_i)
             }
         }
@@ -315,13 +319,13 @@ private:
         if (values != nullptr) {
             if (const auto k = detail::first_non_finite(values->data(), values->size());
                 k != values->size())
-                throw non_finite_error(detail::concat(
-                    "node ", rank(), ": model element ", k, " is ", (*values)[k],
-                    "; refusing to send a non-finite model to node ", peer));
+                throw non_finite_error(
+                    detail::concat("node ", rank(), ": model element ", k, " is ", (*values)[k],
+                                   "; refusing to send a non-finite model to node ", peer));
             bytes.resize(envelope_size + quantizer_.max_encoded_size(values->size()));
-            payload = quantizer_.encode(std::span<value_type>(*values),
-                                        std::span<std::byte>(bytes).subspan(envelope_size),
-                                        random_);
+            payload =
+                quantizer_.encode(std::span<value_type>(*values),
+                                  std::span<std::byte>(bytes).subspan(envelope_size), random_);
         } else {
             bytes.resize(envelope_size + payload);
             if (!raw_payload.empty())
@@ -334,8 +338,8 @@ private:
     /// Writes the envelope of `bytes` (whose payload is in place after it), counts and sends.
     void post(std::size_t peer, message_kind kind, std::uint64_t id, std::vector<std::byte> bytes,
               std::uint8_t flags = 0) {
-        detail::require<message_error>(bytes.size() - envelope_size <= 0xFFFFFFFFu, "node ",
-                                       rank(), ": message of ", bytes.size(),
+        detail::require<message_error>(bytes.size() - envelope_size <= 0xFFFFFFFFu, "node ", rank(),
+                                       ": message of ", bytes.size(),
                                        " bytes exceeds the 4 GiB payload limit");
         write_envelope(bytes, {kind, static_cast<std::uint32_t>(rank()), id,
                                static_cast<std::uint32_t>(bytes.size() - envelope_size), flags});
@@ -398,9 +402,9 @@ private:
             }
         });
         if (bad != size_)
-            throw non_finite_error(detail::concat(
-                "node ", rank(), ": model element ", bad, " is ", bad_value,
-                "; refusing to send a non-finite model to node ", peer));
+            throw non_finite_error(
+                detail::concat("node ", rank(), ": model element ", bad, " is ", bad_value,
+                               "; refusing to send a non-finite model to node ", peer));
         post(peer, kind, id, std::move(bytes));
     }
 
@@ -421,10 +425,9 @@ private:
         }
         const std::size_t expected = quantizer_.max_encoded_size(size_);
         if (payload.size() != expected)  // only if check_raw_payload broke its contract
-            throw message_error(concat("node ", rank(), " got a malformed ", to_string(kind),
-                                       " from node ", peer, ": ", quantizer_.name(),
-                                       " payload has ", payload.size(), " bytes, expected ",
-                                       expected));
+            throw message_error(concat(
+                "node ", rank(), " got a malformed ", to_string(kind), " from node ", peer, ": ",
+                quantizer_.name(), " payload has ", payload.size(), " bytes, expected ", expected));
         return raw_header_size();
     }
 
@@ -434,10 +437,9 @@ private:
                                          std::span<const std::byte> payload) const {
         const std::byte* raw = payload.data() + check_header_exact(peer, kind, payload);
         if (const auto k = detail::first_non_finite_raw<value_type>(raw, size_); k != size_)
-            throw message_error(detail::concat("node ", rank(), ": ", to_string(kind),
-                                               " from node ", peer,
-                                               " decodes to a non-finite element ", k,
-                                               "; the model was not changed"));
+            throw message_error(detail::concat(
+                "node ", rank(), ": ", to_string(kind), " from node ", peer,
+                " decodes to a non-finite element ", k, "; the model was not changed"));
         return raw;
     }
 
@@ -463,7 +465,7 @@ private:
                 if (b != x.size()) failed = offset + b;
             });
             if (failed != size_) refused_exchange(e, raw, failed);  // throws
-            quantizer_.write_raw_header(payload, size_);  // the reply's header
+            quantizer_.write_raw_header(payload, size_);            // the reply's header
             post(e.sender, message_kind::reply, e.interaction, std::move(bytes));
         } catch (const size_mismatch_error& err) {
             refuse(e.sender, e.interaction, detail::failure_code::size_mismatch, err);
@@ -566,10 +568,9 @@ private:
     void check_received_finite(std::size_t peer, message_kind kind) const {
         if (const auto k = detail::first_non_finite(received_.data(), received_.size());
             k != received_.size())
-            throw message_error(detail::concat("node ", rank(), ": ", to_string(kind),
-                                               " from node ", peer,
-                                               " decodes to a non-finite element ", k,
-                                               "; the model was not changed"));
+            throw message_error(detail::concat(
+                "node ", rank(), ": ", to_string(kind), " from node ", peer,
+                " decodes to a non-finite element ", k, "; the model was not changed"));
     }
 
     /// Calls f(x, begin, n) for the model elements [r.begin, r.end) part by part: x points at
@@ -687,9 +688,9 @@ private:
         check_received_finite(e.sender, e.kind);
         std::vector<std::byte> bytes = build(e.sender, &own_);  // own_ becomes D(m_j)
         const std::size_t quantized = bytes.size() - envelope_size;
-        const auto predicted = quantizer_.decode(
-            std::span<const std::byte>(bytes).subspan(envelope_size), received_,
-            std::span<value_type>(scratch_));
+        const auto predicted =
+            quantizer_.decode(std::span<const std::byte>(bytes).subspan(envelope_size), received_,
+                              std::span<value_type>(scratch_));
         const auto fallback = detail::merge_ranges(request.failed, predicted.failed);
         std::uint8_t flags = 0;
         if (!fallback.empty()) {
@@ -734,8 +735,7 @@ private:
     /// take the fallback ranges raw, average, and send a fixup for the ranges the responder
     /// could not decode (with our raw snapshot S_i there, so that both sides end at the exact
     /// average (S_i + S_j) / 2 of those ranges).
-    void complete_with_recovery(const envelope& e, std::span<const std::byte> payload,
-                                pending& p) {
+    void complete_with_recovery(const envelope& e, std::span<const std::byte> payload, pending& p) {
         using detail::concat;
         auto quantized = payload;
         detail::fallback_section section;
@@ -749,9 +749,9 @@ private:
                                            e.sender, ": quantized part of ", q, " bytes in ",
                                            payload.size()));
             quantized = payload.first(q);
-            section = detail::read_fallback<value_type>(
-                payload.subspan(q, payload.size() - 8 - q), size_,
-                concat("reply from node ", e.sender).c_str());
+            section =
+                detail::read_fallback<value_type>(payload.subspan(q, payload.size() - 8 - q), size_,
+                                                  concat("reply from node ", e.sender).c_str());
         }
         const auto result = decode_from(e.sender, e.kind, quantized, p.sent);
         for (const auto& f : result.failed) {
@@ -760,9 +760,9 @@ private:
                                                  return r.begin <= f.begin && f.end <= r.end;
                                              });
             if (!covered)
-                throw message_error(concat("node ", rank(), " could not decode elements [",
-                                           f.begin, ", ", f.end, ") of the reply from node ",
-                                           e.sender, ", which sent no full-precision values "
+                throw message_error(concat("node ", rank(), " could not decode elements [", f.begin,
+                                           ", ", f.end, ") of the reply from node ", e.sender,
+                                           ", which sent no full-precision values "
                                            "for them; the model was not changed"));
         }
         stats_.failed_decode_elements += result.failed_elements();
@@ -819,7 +819,8 @@ private:
         std::vector<value_type> theirs(detail::range_elements(section.ranges));
         if (!theirs.empty())
             std::memcpy(theirs.data(), section.values, theirs.size() * sizeof(value_type));
-        if (const auto k = detail::first_non_finite(theirs.data(), theirs.size()); k != theirs.size())
+        if (const auto k = detail::first_non_finite(theirs.data(), theirs.size());
+            k != theirs.size())
             throw message_error(concat("node ", rank(), ": fixup from node ", e.sender,
                                        " holds a non-finite value; the model was not changed"));
         std::size_t at = 0;
@@ -832,8 +833,7 @@ private:
             at += r.end - r.begin;
         }
         // The initiator's step failed here, not ours: only observe the distance.
-        quantizer_.observe(std::span<const value_type>(theirs),
-                           std::span<const value_type>(f.own));
+        quantizer_.observe(std::span<const value_type>(theirs), std::span<const value_type>(f.own));
     }
 
     /// Crossed requests: we have our own request in flight to the node whose request just
@@ -868,8 +868,8 @@ private:
     }
 
     void send_reply_of_own(const envelope& e) {
-        send(e.sender, e.kind == message_kind::request ? message_kind::reply
-                                                       : message_kind::pull_reply,
+        send(e.sender,
+             e.kind == message_kind::request ? message_kind::reply : message_kind::pull_reply,
              e.interaction, &own_);
     }
 
@@ -889,14 +889,16 @@ private:
             return p.id == e.interaction && p.peer == e.sender;
         });
         if (it == in_flight_.end())
-            throw message_error(concat("node ", rank(), " got a ", to_string(e.kind),
-                                       " from node ", e.sender, " for interaction ", e.interaction,
+            throw message_error(concat("node ", rank(), " got a ", to_string(e.kind), " from node ",
+                                       e.sender, " for interaction ", e.interaction,
                                        " that it is not waiting for"));
         pending p = std::move(*it);
         in_flight_.erase(it);  // forgotten even if the reply is bad: no spurious timeout later
         if ((e.flags & flag_fallback) != 0 && !recovers)
-            throw message_error(concat("node ", rank(), " got a reply with a fallback section "
-                                       "from node ", e.sender, " but ", quantizer_.name(),
+            throw message_error(concat("node ", rank(),
+                                       " got a reply with a fallback section "
+                                       "from node ",
+                                       e.sender, " but ", quantizer_.name(),
                                        " never fails to decode"));
         if constexpr (exact) {
             apply_reply_exact(e, payload, p);
@@ -983,8 +985,8 @@ private:
         stats_.seconds_averaging += seconds_since(start);
     }
 
-    using request_type = decltype(std::declval<Comm&>().isend(std::size_t{},
-                                                              std::vector<std::byte>{}));
+    using request_type =
+        decltype(std::declval<Comm&>().isend(std::size_t{}, std::vector<std::byte>{}));
 
     Model* model_;
     Comm* comm_;

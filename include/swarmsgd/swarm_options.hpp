@@ -58,12 +58,12 @@ struct swarm_options {
         detail::require<invalid_argument_error>(max_in_flight >= 1,
                                                 "swarm_options: max_in_flight = ", max_in_flight,
                                                 "; at least 1 interaction must be allowed");
-        detail::require<invalid_argument_error>(reply_timeout.count() > 0,
-                                                "swarm_options: reply_timeout = ",
-                                                reply_timeout.count(), " ms; it must be > 0");
-        detail::require<invalid_argument_error>(shutdown_timeout.count() > 0,
-                                                "swarm_options: shutdown_timeout = ",
-                                                shutdown_timeout.count(), " ms; it must be > 0");
+        detail::require<invalid_argument_error>(
+            reply_timeout.count() > 0, "swarm_options: reply_timeout = ", reply_timeout.count(),
+            " ms; it must be > 0");
+        detail::require<invalid_argument_error>(
+            shutdown_timeout.count() > 0,
+            "swarm_options: shutdown_timeout = ", shutdown_timeout.count(), " ms; it must be > 0");
     }
 };
 

@@ -37,10 +37,10 @@ concept tensor = requires(T& t, const T& ct) {
     { tensor_traits<std::remove_cv_t<T>>::size(ct) } -> std::convertible_to<std::size_t>;
     {
         tensor_traits<std::remove_cv_t<T>>::data(t)
-    } -> std::same_as<typename tensor_traits<std::remove_cv_t<T>>::value_type*>;
+        } -> std::same_as<typename tensor_traits<std::remove_cv_t<T>>::value_type*>;
     {
         tensor_traits<std::remove_cv_t<T>>::data(ct)
-    } -> std::convertible_to<const typename tensor_traits<std::remove_cv_t<T>>::value_type*>;
+        } -> std::convertible_to<const typename tensor_traits<std::remove_cv_t<T>>::value_type*>;
 };
 
 /// Element type of a tensor.

@@ -29,8 +29,8 @@ void check_envelope(std::span<const std::byte> in, std::size_t source) {
     bool valid = in.size() >= 24 && std::memcmp(in.data(), "SWSG", 4) == 0 &&
                  load<std::uint16_t>(in.data() + 4) == swarmsgd::wire_format_version;
     if (valid) {
-        // Kinds 1..7 (request, reply, pull_request, pull_reply, failure, fixup, declined); flags: only
-        // bit 0 (flag_fallback), and only on a reply.
+        // Kinds 1..7 (request, reply, pull_request, pull_reply, failure, fixup, declined); flags:
+        // only bit 0 (flag_fallback), and only on a reply.
         const unsigned kind = load<std::uint8_t>(in.data() + 6);
         const unsigned flags = load<std::uint8_t>(in.data() + 7);
         valid = kind >= 1 && kind <= 7 && (flags & ~1u) == 0 && (flags == 0 || kind == 2) &&

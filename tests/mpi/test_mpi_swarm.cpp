@@ -1,8 +1,9 @@
 // Swarm SGD over MPI, one node per rank. Run under mpiexec with a scenario name:
 //   test_mpi_swarm <semantics|mean|blocking|crossed|straggler|size_mismatch|single|fault|hang>
 // `semantics` runs the shared suite (tests/support/semantics.hpp: mean preservation with a
-// straggler, gossip to consensus, convergence on a convex problem). Every rank checks its part; the ranks agree on the verdict with one allreduce, and rank 0
-// prints "mpi <scenario> ranks=<n>: PASSED" (exit 0) or FAILED (exit 1).
+// straggler, gossip to consensus, convergence on a convex problem). Every rank checks its part; the
+// ranks agree on the verdict with one allreduce, and rank 0 prints "mpi <scenario> ranks=<n>:
+// PASSED" (exit 0) or FAILED (exit 1).
 #include <swarmsgd/communicators/mpi.hpp>
 #include <swarmsgd/swarmsgd.hpp>
 
@@ -33,13 +34,13 @@ int size_of() {
     return s;
 }
 
-#define EXPECT(cond)                                                                     \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
+#define EXPECT(cond)                                                                         \
+    do {                                                                                     \
+        if (!(cond)) {                                                                       \
             std::fprintf(stderr, "rank %d: %s:%d: EXPECT(%s) failed\n", rank_of(), __FILE__, \
-                         __LINE__, #cond);                                               \
-            ok = false;                                                                  \
-        }                                                                                \
+                         __LINE__, #cond);                                                   \
+            ok = false;                                                                      \
+        }                                                                                    \
     } while (0)
 
 /// Node i pulls towards c_i[k] = i + k; the swarm optimum is the mean of the c_i.
@@ -138,7 +139,8 @@ struct mpi_harness {
         o.final = gather(model);
         o.gradient_sums = gather(sums);
         for (std::size_t i = 0; i < n; ++i) o.initial.push_back(sem::initial_model(i, s.dim));
-        unsigned long long mine[2] = {stats.interactions_completed, stats.interactions_served}, total[2];
+        unsigned long long mine[2] = {stats.interactions_completed, stats.interactions_served},
+                           total[2];
         MPI_Allreduce(mine, total, 2, MPI_UNSIGNED_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
         o.interactions_completed = total[0];
         o.interactions_served = total[1];
@@ -171,8 +173,9 @@ bool scenario(const std::string& name) {
         EXPECT(sums[0] == sums[1]);  // every interaction completed on both sides
         mean_preserved(r, o.sgd.learning_rate, ok);
         if (rank == 0)
-            std::printf("  interactions %.0f, bytes sent by rank 0 %llu, averaging %.3f s\n", sums[0],
-                        static_cast<unsigned long long>(r.stats.bytes_sent), r.stats.seconds_averaging);
+            std::printf("  interactions %.0f, bytes sent by rank 0 %llu, averaging %.3f s\n",
+                        sums[0], static_cast<unsigned long long>(r.stats.bytes_sent),
+                        r.stats.seconds_averaging);
     } else if (name == "size_mismatch") {
         mpi_communicator comm;
         std::vector<double> model(rank == 1 ? 11 : 10, 0.0);
@@ -191,7 +194,8 @@ bool scenario(const std::string& name) {
     } else if (name == "semantics") {
         mpi_harness run;
         for (const auto& [what, failures] : sem::run_all(run, static_cast<std::size_t>(size))) {
-            if (rank == 0) std::printf("  %s: %s\n", what.c_str(), failures.empty() ? "ok" : "FAILED");
+            if (rank == 0)
+                std::printf("  %s: %s\n", what.c_str(), failures.empty() ? "ok" : "FAILED");
             for (const auto& f : failures)
                 if (rank == 0) std::printf("    %s\n", f.c_str());
             EXPECT(failures.empty());
@@ -256,7 +260,8 @@ int main(int argc, char** argv) {
     try {
         ok = scenario(name) ? 1 : 0;
     } catch (const std::exception& e) {
-        std::printf("rank %d: %s: %s\n", rank_of(), (name == "fault" || name == "hang") ? "reported" : "error", e.what());
+        std::printf("rank %d: %s: %s\n", rank_of(),
+                    (name == "fault" || name == "hang") ? "reported" : "error", e.what());
         std::fflush(stdout);
         if (name == "fault" || name == "hang") {
             // A rank that detected the dead peer cannot run collectives with it: end the job.

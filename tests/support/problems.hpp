@@ -103,7 +103,8 @@ struct logistic {
         optimum = Eigen::VectorXd::Zero(d);
         for (int it = 0; it < 50; ++it) {
             const Eigen::VectorXd p = (1.0 / (1.0 + (-(A * optimum)).array().exp())).matrix();
-            const Eigen::VectorXd grad = A.transpose() * (p - y) / double(A.rows()) + lambda * optimum;
+            const Eigen::VectorXd grad =
+                A.transpose() * (p - y) / double(A.rows()) + lambda * optimum;
             const Eigen::VectorXd w = (p.array() * (1 - p.array())).matrix();
             Eigen::MatrixXd H = A.transpose() * w.asDiagonal() * A / double(A.rows());
             H.diagonal().array() += lambda;

@@ -20,10 +20,10 @@ struct scenario {
     std::string name;
     std::size_t nodes = 4;
     std::size_t dim = 5;
-    std::size_t steps = 200;         ///< local steps per node
+    std::size_t steps = 200;  ///< local steps per node
     swarmsgd::swarm_options options;
-    bool zero_gradient = false;      ///< pure gossip
-    bool straggler = false;          ///< node 0 is 10x slower (where the harness has time)
+    bool zero_gradient = false;  ///< pure gossip
+    bool straggler = false;      ///< node 0 is 10x slower (where the harness has time)
     /// Node i's optimum is c_i[k] = i + k (true) or k for every node (false). With threads or
     /// ranks that finish at different times, a heterogeneous optimum is only reached when
     /// they run evenly; the deterministic simulator tests cover that case.
@@ -78,15 +78,17 @@ inline failures mean_preserved(const run_outcome& o, double lr) {
                                                  ", expected ", expected));
     }
     if (o.interactions_completed != o.interactions_served)
-        f.push_back(swarmsgd::detail::concat(o.interactions_completed, " interactions completed but ",
-                                             o.interactions_served, " served"));
+        f.push_back(swarmsgd::detail::concat(o.interactions_completed,
+                                             " interactions completed but ", o.interactions_served,
+                                             " served"));
     return f;
 }
 
 /// Gamma / (initial Gamma) below `ratio`, and every model at the initial mean.
 inline failures reached_consensus(const run_outcome& o, double ratio) {
     failures f;
-    const double g0 = swarmsgd::consensus_distance(o.initial), g1 = swarmsgd::consensus_distance(o.final);
+    const double g0 = swarmsgd::consensus_distance(o.initial),
+                 g1 = swarmsgd::consensus_distance(o.final);
     if (!(g1 <= ratio * g0))
         f.push_back(swarmsgd::detail::concat("Gamma ", g1, " > ", ratio, " * ", g0, " after ",
                                              o.interactions_completed, " interactions"));
@@ -94,7 +96,8 @@ inline failures reached_consensus(const run_outcome& o, double ratio) {
     for (const auto& m : o.final)
         for (std::size_t k = 0; k < m.size(); ++k)
             if (std::abs(m[k] - mu0[k]) > 1e-6 * (1 + std::abs(mu0[k])))
-                f.push_back(swarmsgd::detail::concat("model coordinate ", k, " = ", m[k], ", mean ", mu0[k]));
+                f.push_back(swarmsgd::detail::concat("model coordinate ", k, " = ", m[k], ", mean ",
+                                                     mu0[k]));
     return f;
 }
 
@@ -146,7 +149,9 @@ std::vector<std::pair<std::string, failures>> run_all(Harness& run, std::size_t 
         s.options.mode = averaging_mode::blocking;
         s.steps = 1500;
         s.options.sgd.learning_rate = 0.05;
-        s.options.sgd.schedule = [](std::size_t t, double base) { return base / (1.0 + double(t) / 200.0); };
+        s.options.sgd.schedule = [](std::size_t t, double base) {
+            return base / (1.0 + double(t) / 200.0);
+        };
         results.emplace_back(s.name, converged(s, run(s), 0.02));
     }
     return results;

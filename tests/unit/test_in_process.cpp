@@ -63,7 +63,8 @@ public:
     }
     bool wait_for_message(std::chrono::nanoseconds timeout) {
         flush();
-        return inner_.wait_for_message(held_.empty() ? timeout : std::min<std::chrono::nanoseconds>(timeout, 100us));
+        return inner_.wait_for_message(
+            held_.empty() ? timeout : std::min<std::chrono::nanoseconds>(timeout, 100us));
     }
     void announce_done() { inner_.announce_done(); }
     bool all_done() const { return inner_.all_done(); }
@@ -123,7 +124,8 @@ std::vector<node_stats> run_delayed(std::vector<std::vector<double>>& models, co
     return stats;
 }
 
-void check_mean_preserved(const std::vector<double>& s0, const std::vector<std::vector<double>>& after,
+void check_mean_preserved(const std::vector<double>& s0,
+                          const std::vector<std::vector<double>>& after,
                           const recording<quadratic>& rec, double lr) {
     const auto s1 = sum_model(after);
     for (std::size_t k = 0; k < s0.size(); ++k) {
@@ -179,7 +181,8 @@ TEST_CASE("in-process: mean preserved with delayed replies and crossed requests"
 }
 
 TEST_CASE("in-process: no deadlock, 8 threads x 10,000 interactions each") {
-    for (auto mode : {averaging_mode::nonblocking, averaging_mode::blocking, averaging_mode::pull}) {
+    for (auto mode :
+         {averaging_mode::nonblocking, averaging_mode::blocking, averaging_mode::pull}) {
         CAPTURE(to_string(mode));
         const std::size_t n = 8, per_node = 10'000;
         auto models = random_models(n, 8, 3);
@@ -223,7 +226,8 @@ TEST_CASE("in-process: no deadlock, 8 threads x 10,000 interactions each") {
         }
         if (mode != averaging_mode::pull) {
             const auto s1 = sum_model(models);
-            for (std::size_t k = 0; k < s0.size(); ++k) CHECK(s1[k] == doctest::Approx(s0[k]).epsilon(1e-9));
+            for (std::size_t k = 0; k < s0.size(); ++k)
+                CHECK(s1[k] == doctest::Approx(s0[k]).epsilon(1e-9));
         }
     }
 }
@@ -252,7 +256,8 @@ TEST_CASE("in-process: pure gossip reaches the initial mean") {
     }
     CHECK(consensus_distance(models) < 1e-20 * gamma0);
     for (const auto& m : models)
-        for (std::size_t k = 0; k < m.size(); ++k) CHECK(m[k] == doctest::Approx(mu0[k]).epsilon(1e-9));
+        for (std::size_t k = 0; k < m.size(); ++k)
+            CHECK(m[k] == doctest::Approx(mu0[k]).epsilon(1e-9));
 }
 
 TEST_CASE("in-process: least squares converges with 8 nodes, fixed and geometric H") {
@@ -264,12 +269,15 @@ TEST_CASE("in-process: least squares converges with 8 nodes, fixed and geometric
         swarm_options o;
         o.steps = steps;
         o.sgd.learning_rate = 0.05;
-        o.sgd.schedule = [](std::size_t t, double base) { return base / (1.0 + double(t) / 300.0); };
+        o.sgd.schedule = [](std::size_t t, double base) {
+            return base / (1.0 + double(t) / 300.0);
+        };
         auto g = topology::ring(8);
         auto report = run_in_process(models, g, paced, 1500, o);
         const auto mu = mean_model(models);
         double err = 0;
-        for (std::size_t k = 0; k < 6; ++k) err += (mu[k] - p.optimum[Eigen::Index(k)]) * (mu[k] - p.optimum[Eigen::Index(k)]);
+        for (std::size_t k = 0; k < 6; ++k)
+            err += (mu[k] - p.optimum[Eigen::Index(k)]) * (mu[k] - p.optimum[Eigen::Index(k)]);
         CHECK(std::sqrt(err) / p.optimum.norm() < 0.03);
         CHECK(report.total().interactions_completed > 500);
     }
@@ -329,9 +337,10 @@ TEST_CASE("in-process: models of different sizes are rejected, naming nodes and 
     }
     REQUIRE(err0);
     REQUIRE(err1);
-    CHECK_THROWS_WITH_AS(std::rethrow_exception(err1),
-                         doctest::Contains("node 1 (model of 12 elements) got a request from node 0"),
-                         size_mismatch_error);
+    CHECK_THROWS_WITH_AS(
+        std::rethrow_exception(err1),
+        doctest::Contains("node 1 (model of 12 elements) got a request from node 0"),
+        size_mismatch_error);
     CHECK_THROWS_WITH_AS(std::rethrow_exception(err0), doctest::Contains("10 elements"),
                          size_mismatch_error);
 }
@@ -342,10 +351,10 @@ TEST_CASE("in-process: invalid options and set-ups") {
     auto g = topology::ring(4);
     swarm_options o;
     o.sgd.learning_rate = -0.1;
-    CHECK_THROWS_WITH_AS(run_in_process(models, g, z, 10, o), doctest::Contains("learning_rate = -0.1"),
-                         invalid_argument_error);
+    CHECK_THROWS_WITH_AS(run_in_process(models, g, z, 10, o),
+                         doctest::Contains("learning_rate = -0.1"), invalid_argument_error);
     std::vector<std::vector<double>> none;
-    CHECK_THROWS_WITH_AS(run_in_process(none, g, z, 10, swarm_options{}), doctest::Contains("n = 0"),
-                         invalid_argument_error);
+    CHECK_THROWS_WITH_AS(run_in_process(none, g, z, 10, swarm_options{}),
+                         doctest::Contains("n = 0"), invalid_argument_error);
     CHECK_THROWS_AS(in_process_world(0), invalid_argument_error);
 }

@@ -21,8 +21,12 @@ template <class Quant>
 struct pair_of_nodes {
     using node = swarm_node<std::vector<double>, simulated_network::endpoint, Quant>;
     pair_of_nodes(std::vector<double>& x, std::vector<double>& y, Quant q)
-        : net(2, 0, 0, 1), e0(net.endpoint_for(0)), e1(net.endpoint_for(1)), g(topology::complete(2)),
-          a(x, e0, g, swarm_options{}, q), b(y, e1, g, swarm_options{}, q) {}
+        : net(2, 0, 0, 1),
+          e0(net.endpoint_for(0)),
+          e1(net.endpoint_for(1)),
+          g(topology::complete(2)),
+          a(x, e0, g, swarm_options{}, q),
+          b(y, e1, g, swarm_options{}, q) {}
     void interact() {  // the sequential model: request, reply, and a fixup if needed
         a.initiate(1);
         while (net.pending() != 0) {
@@ -92,7 +96,7 @@ TEST_CASE("lattice: the step grows after failures and shrinks back as models agr
     p.interact();
     CHECK(p.a.stats().recovered_elements + p.b.stats().recovered_elements > 0);
     CHECK(p.a.quantizer().distance_estimate() >= 1.0);  // learnt the real distance
-    for (int i = 0; i < 80; ++i) p.interact();         // now identical: the estimate decays
+    for (int i = 0; i < 80; ++i) p.interact();          // now identical: the estimate decays
     CHECK(p.a.quantizer().distance_estimate() < 1e-2);
     for (std::size_t k = 0; k < x.size(); ++k) CHECK(x[k] == doctest::Approx(y[k]));
 }
@@ -116,7 +120,8 @@ TEST_CASE_TEMPLATE("every quantizer keeps the sum of the models exact", Quant,
         sim.run(400);
         sim.drain();
         const auto s1 = sum_model(models);
-        for (std::size_t k = 0; k < s0.size(); ++k) CHECK(s1[k] == doctest::Approx(s0[k]).epsilon(1e-12));
+        for (std::size_t k = 0; k < s0.size(); ++k)
+            CHECK(s1[k] == doctest::Approx(s0[k]).epsilon(1e-12));
     }
 }
 
@@ -129,7 +134,9 @@ TEST_CASE_TEMPLATE("the simulator reaches the optimum with each quantizer", Quan
     o.node.steps = local_steps::fixed(2);
     o.node.seed = 5;
     o.node.sgd.learning_rate = 0.05;
-    o.node.sgd.schedule = [](std::size_t t, double base) { return base / (1.0 + double(t) / 1000.0); };
+    o.node.sgd.schedule = [](std::size_t t, double base) {
+        return base / (1.0 + double(t) / 1000.0);
+    };
     auto g = topology::torus(2, 4);
     simulator sim(models, g, p, o, Quant{});
     sim.run(8 * 2500);
@@ -140,8 +147,10 @@ TEST_CASE_TEMPLATE("the simulator reaches the optimum with each quantizer", Quan
     // consensus (how far the nodes are from the mean) depends on the quantizer's error.
     CHECK(std::sqrt(err) / p.optimum.norm() < 0.02);
     const double gamma = sim.consensus_distance() / 8;
-    const double bound = std::is_same_v<Quant, bf16_quantizer<double>> || std::is_same_v<Quant, qsgd_quantizer<double>>
-                             ? 1e-2 : 1e-3;
+    const double bound = std::is_same_v<Quant, bf16_quantizer<double>> ||
+                                 std::is_same_v<Quant, qsgd_quantizer<double>>
+                             ? 1e-2
+                             : 1e-3;
     CHECK(gamma < bound * p.optimum.squaredNorm());
 }
 

@@ -109,8 +109,8 @@ template <class Q, class V>
 std::vector<V> decode_all(Q& q, const std::vector<std::byte>& payload, std::size_t n) {
     std::vector<V> out(n, V(-7));
     std::vector<V> reference(n, V(0));
-    const auto result = q.decode(std::span<const std::byte>(payload),
-                                 std::span<const V>(reference), std::span<V>(out));
+    const auto result = q.decode(std::span<const std::byte>(payload), std::span<const V>(reference),
+                                 std::span<V>(out));
     CHECK(result.ok());
     return out;
 }
@@ -143,8 +143,8 @@ void check_common_rejections(Q& q, const std::vector<std::byte>& payload, std::s
     CHECK(contains(rejects<message_error>(q, truncated, n, tag), std::to_string(payload.size())));
     auto oversized = payload;
     oversized.push_back(std::byte{0});
-    CHECK(contains(rejects<message_error>(q, oversized, n, tag),
-                   std::to_string(payload.size() + 1)));
+    CHECK(
+        contains(rejects<message_error>(q, oversized, n, tag), std::to_string(payload.size() + 1)));
     std::vector<std::byte> header_only(payload.begin(), payload.begin() + 15);
     (void)rejects<message_error>(q, header_only, n, tag);
     auto wrong_id = payload;
@@ -171,8 +171,8 @@ TEST_CASE("bitpack: round trip and bit order for every width 1..16 and odd sizes
     using namespace swarmsgd::detail;
     swarmsgd::rng r(11);
     for (unsigned bits = 1; bits <= 16; ++bits) {
-        for (std::size_t n : {0, 1, 2, 3, 5, 7, 8, 9, 13, 15, 16, 17, 31, 63, 64, 65, 255, 256, 257,
-                              1001, 4096, 4099}) {
+        for (std::size_t n : {0,  1,  2,  3,  5,  7,   8,   9,   13,   15,   16,
+                              17, 31, 63, 64, 65, 255, 256, 257, 1001, 4096, 4099}) {
             CAPTURE(bits);
             CAPTURE(n);
             std::vector<std::uint16_t> codes(n), back(n, 0xFFFF);
@@ -242,25 +242,28 @@ TEST_CASE("bitpack: codes wider than the width are masked, sizes and widths are 
 
     std::vector<std::byte> small(1);
     CHECK(contains(what_of<swarmsgd::message_error>([&] {
-              (void)pack(std::span<const std::uint16_t>(codes), 3, std::span<std::byte>(small));
-          }),
-          "need 2"));
+                       (void)pack(std::span<const std::uint16_t>(codes), 3,
+                                  std::span<std::byte>(small));
+                   }),
+                   "need 2"));
     CHECK(contains(what_of<swarmsgd::message_error>([&] {
-              unpack(std::span<const std::byte>(small), 3, std::span<std::uint16_t>(back));
-          }),
-          "input of 1 bytes"));
+                       unpack(std::span<const std::byte>(small), 3, std::span<std::uint16_t>(back));
+                   }),
+                   "input of 1 bytes"));
     std::vector<std::byte> large(3);
     CHECK(what_of<swarmsgd::message_error>([&] {
               unpack(std::span<const std::byte>(large), 3, std::span<std::uint16_t>(back));
           }) != "<no exception>");
     CHECK(contains(what_of<swarmsgd::invalid_argument_error>([&] {
-              (void)pack(std::span<const std::uint16_t>(codes), 0, std::span<std::byte>(out));
-          }),
-          "0 bits"));
+                       (void)pack(std::span<const std::uint16_t>(codes), 0,
+                                  std::span<std::byte>(out));
+                   }),
+                   "0 bits"));
     CHECK(contains(what_of<swarmsgd::invalid_argument_error>([&] {
-              (void)pack(std::span<const std::uint16_t>(codes), 17, std::span<std::byte>(large));
-          }),
-          "17 bits"));
+                       (void)pack(std::span<const std::uint16_t>(codes), 17,
+                                  std::span<std::byte>(large));
+                   }),
+                   "17 bits"));
     std::vector<std::uint8_t> c8(3);
     CHECK(what_of<swarmsgd::invalid_argument_error>([&] {
               (void)pack(std::span<const std::uint8_t>(c8), 9, std::span<std::byte>(large));
@@ -324,14 +327,14 @@ TEST_CASE("fp16 kernel: known values, subnormals, ties to even, every code round
     CHECK(K::encode(1.0f) == 0x3C00);
     CHECK(K::encode(-2.0f) == 0xC000);
     CHECK(K::encode(65504.0f) == 0x7BFF);
-    CHECK(K::encode(0x1p-14f) == 0x0400);              // smallest normal
-    CHECK(K::encode(0x1p-24f) == 0x0001);              // smallest subnormal
-    CHECK(K::encode(0x1p-25f) == 0x0000);              // tie -> even (0)
-    CHECK(K::encode(0x1.8p-24f) == 0x0002);            // tie -> even (2)
-    CHECK(K::encode(0x1.000002p-25f) == 0x0001);      // just above the tie
-    CHECK(K::encode(1.0f + 0x1p-11f) == 0x3C00);       // tie -> even
-    CHECK(K::encode(1.0f + 0x1.8p-10f) == 0x3C02);     // tie -> even (up)
-    CHECK(K::encode(0x1.ffep-15f) == 0x0400);          // subnormal rounding up to normal
+    CHECK(K::encode(0x1p-14f) == 0x0400);           // smallest normal
+    CHECK(K::encode(0x1p-24f) == 0x0001);           // smallest subnormal
+    CHECK(K::encode(0x1p-25f) == 0x0000);           // tie -> even (0)
+    CHECK(K::encode(0x1.8p-24f) == 0x0002);         // tie -> even (2)
+    CHECK(K::encode(0x1.000002p-25f) == 0x0001);    // just above the tie
+    CHECK(K::encode(1.0f + 0x1p-11f) == 0x3C00);    // tie -> even
+    CHECK(K::encode(1.0f + 0x1.8p-10f) == 0x3C02);  // tie -> even (up)
+    CHECK(K::encode(0x1.ffep-15f) == 0x0400);       // subnormal rounding up to normal
     CHECK(K::decode(0x0001) == 0x1p-24f);
     CHECK(K::decode(0x03FF) == 0x1.ff8p-15f);
     CHECK(std::isinf(K::decode(0x7C00)));
@@ -367,7 +370,7 @@ TEST_CASE_TEMPLATE("fp16 and bf16: round trip within the bound, exact reconstruc
         CAPTURE(n);
         auto values = random_values<V>(n, 100 + n, 0.0, 1000.0);
         if (n > 20) {
-            values[10] = V(1e-6);    // fp16 subnormal
+            values[10] = V(1e-6);  // fp16 subnormal
             values[11] = V(-3e-8);
             values[12] = V(65504);
             values[13] = V(-65504);
@@ -410,9 +413,9 @@ TEST_CASE_TEMPLATE("fp16 and bf16: payload codes are exactly the element kernels
     // ties, subnormals, zeros of both signs and the largest representable values.
     swarmsgd::rng random(31);
     std::vector<V> values = random_values<V>(4099, 17, 0.0, 70000.0);
-    const float specials[] = {0.0f,         -0.0f,        65504.0f,    -65504.0f,   0x1p-24f,
-                              0x1p-25f,     0x1.8p-24f,   -0x1p-14f,   1.0f + 0x1p-11f,
-                              0x1.ffep-15f, 1e-40f,       -1e-45f,     3.0e38f,     -2.5e-39f};
+    const float specials[] = {0.0f,     -0.0f,      65504.0f,  -65504.0f,       0x1p-24f,
+                              0x1p-25f, 0x1.8p-24f, -0x1p-14f, 1.0f + 0x1p-11f, 0x1.ffep-15f,
+                              1e-40f,   -1e-45f,    3.0e38f,   -2.5e-39f};
     for (std::size_t k = 0; k < values.size(); ++k) {
         if (k % 3 == 0) values[k] = V(specials[(k / 3) % std::size(specials)]);
         if (k % 7 == 1) values[k] = V(float(values[k]) * 1e-6f);
@@ -427,8 +430,8 @@ TEST_CASE_TEMPLATE("fp16 and bf16: payload codes are exactly the element kernels
         bool same = true;
         for (std::size_t k = 0; k < input.size(); ++k) {
             const std::uint16_t expected = K::encode(swarmsgd::detail::to_float(input[k]));
-            const auto got =
-                swarmsgd::detail::load<std::uint16_t>(e.payload.data() + payload_header_size + 2 * k);
+            const auto got = swarmsgd::detail::load<std::uint16_t>(e.payload.data() +
+                                                                   payload_header_size + 2 * k);
             same = same && got == expected && recon[k] == V(K::decode(expected));
         }
         CHECK(same);
@@ -455,14 +458,14 @@ TEST_CASE_TEMPLATE("fp16: out-of-range values throw, never infinity", V, float, 
     CHECK(values[0] == V(1.5));
     values[2500] = V(-70000.25);
     CHECK(contains(what_of<swarmsgd::invalid_argument_error>([&] {
-              (void)q.encode(std::span<V>(values), std::span<std::byte>(out), random);
-          }),
-          "-70000.25"));
+                       (void)q.encode(std::span<V>(values), std::span<std::byte>(out), random);
+                   }),
+                   "-70000.25"));
     values[2500] = std::numeric_limits<V>::quiet_NaN();
     CHECK(contains(what_of<swarmsgd::non_finite_error>([&] {
-              (void)q.encode(std::span<V>(values), std::span<std::byte>(out), random);
-          }),
-          "element 2500"));
+                       (void)q.encode(std::span<V>(values), std::span<std::byte>(out), random);
+                   }),
+                   "element 2500"));
     values[2500] = std::numeric_limits<V>::infinity();
     CHECK(what_of<swarmsgd::non_finite_error>([&] {
               (void)q.encode(std::span<V>(values), std::span<std::byte>(out), random);
@@ -470,9 +473,9 @@ TEST_CASE_TEMPLATE("fp16: out-of-range values throw, never infinity", V, float, 
     bf16_quantizer<V> b;
     values[2500] = V(FLT_MAX);
     CHECK(contains(what_of<swarmsgd::invalid_argument_error>([&] {
-              (void)b.encode(std::span<V>(values), std::span<std::byte>(out), random);
-          }),
-          "element 2500"));
+                       (void)b.encode(std::span<V>(values), std::span<std::byte>(out), random);
+                   }),
+                   "element 2500"));
     values[2500] = V(65536);
     CHECK_NOTHROW((void)b.encode(std::span<V>(values), std::span<std::byte>(out), random));
     std::vector<std::byte> small(10);
@@ -515,7 +518,8 @@ bool min_max_within(const std::vector<V>& values, const std::vector<V>& recon,
         const float scale = swarmsgd::detail::load<float>(data + b * stride + 4);
         const std::size_t m = std::min(bucket, values.size() - b0);
         double hi_abs = std::abs(double(lo));
-        for (std::size_t k = b0; k < b0 + m; ++k) hi_abs = std::max(hi_abs, std::abs(double(values[k])));
+        for (std::size_t k = b0; k < b0 + m; ++k)
+            hi_abs = std::max(hi_abs, std::abs(double(values[k])));
         const double slack = 0x1p-22 * hi_abs;
         const double bound = stochastic ? double(scale) : double(scale) / 2;
         for (std::size_t k = b0; k < b0 + m; ++k) {
@@ -573,7 +577,7 @@ TEST_CASE_TEMPLATE("min_max: constant, two-valued, tiny-range and extreme bucket
                    double) {
     swarmsgd::rng random(4);
     min_max_quantizer<V> q(min_max_options{8, 16, false});
-    std::vector<V> values(40, V(2.5));           // bucket 0 and 1 constant
+    std::vector<V> values(40, V(2.5));  // bucket 0 and 1 constant
     for (std::size_t k = 32; k < 40; ++k) values[k] = k % 2 ? V(-1) : V(3);  // two values
     std::vector<V> recon;
     auto e = encode_copy(q, values, recon, random);
@@ -596,13 +600,13 @@ TEST_CASE_TEMPLATE("min_max: constant, two-valued, tiny-range and extreme bucket
                    "bucket 0"));
     std::vector<V> with_nan(20, V(1));
     with_nan[17] = std::numeric_limits<V>::quiet_NaN();
-    CHECK(contains(what_of<swarmsgd::non_finite_error>(
-                       [&] { (void)encode_copy(q, with_nan, recon, random); }),
-                   "element 17"));
+    CHECK(contains(
+        what_of<swarmsgd::non_finite_error>([&] { (void)encode_copy(q, with_nan, recon, random); }),
+        "element 17"));
     with_nan[17] = -std::numeric_limits<V>::infinity();
-    CHECK(contains(what_of<swarmsgd::non_finite_error>(
-                       [&] { (void)encode_copy(q, with_nan, recon, random); }),
-                   "element 17"));
+    CHECK(contains(
+        what_of<swarmsgd::non_finite_error>([&] { (void)encode_copy(q, with_nan, recon, random); }),
+        "element 17"));
     // Largest representable spread still works.
     std::vector<V> large{V(-1.5e38), V(1.5e38), V(0), V(1), V(2), V(3), V(4), V(5)};
     e = encode_copy(q, large, recon, random);
@@ -611,16 +615,20 @@ TEST_CASE_TEMPLATE("min_max: constant, two-valued, tiny-range and extreme bucket
 
 TEST_CASE("min_max: options are validated") {
     using O = min_max_options;
-    CHECK(contains(what_of<swarmsgd::invalid_argument_error>(
-                       [] { min_max_quantizer<float> q(O{0, 512, false}); }),
+    CHECK(contains(what_of<swarmsgd::invalid_argument_error>([] {
+                       min_max_quantizer<float> q(O{0, 512, false});
+                   }),
                    "bits = 0"));
-    CHECK(what_of<swarmsgd::invalid_argument_error>(
-              [] { min_max_quantizer<float> q(O{9, 512, false}); }) != "<no exception>");
-    CHECK(contains(what_of<swarmsgd::invalid_argument_error>(
-                       [] { min_max_quantizer<float> q(O{8, 500, false}); }),
+    CHECK(what_of<swarmsgd::invalid_argument_error>([] {
+              min_max_quantizer<float> q(O{9, 512, false});
+          }) != "<no exception>");
+    CHECK(contains(what_of<swarmsgd::invalid_argument_error>([] {
+                       min_max_quantizer<float> q(O{8, 500, false});
+                   }),
                    "bucket = 500"));
-    CHECK(what_of<swarmsgd::invalid_argument_error>(
-              [] { min_max_quantizer<float> q(O{8, 0, false}); }) != "<no exception>");
+    CHECK(what_of<swarmsgd::invalid_argument_error>([] {
+              min_max_quantizer<float> q(O{8, 0, false});
+          }) != "<no exception>");
     min_max_quantizer<float> q(O{4, 64, true});
     CHECK(q.name() == "min_max(4 bits, bucket 64, stochastic)");
     CHECK(q.id() == 4);
@@ -639,7 +647,8 @@ TEST_CASE_TEMPLATE("min_max: stochastic rounding is unbiased, nearest is within 
     for (int t = 0; t < trials; ++t) {
         const auto e = encode_copy(q, values, recon, random);
         scale = swarmsgd::detail::load<float>(e.payload.data() + payload_header_size + 8 + 4);
-        for (std::size_t k = 0; k < n; ++k) mean_error[k] += (double(recon[k]) - values[k]) / trials;
+        for (std::size_t k = 0; k < n; ++k)
+            mean_error[k] += (double(recon[k]) - values[k]) / trials;
     }
     const double tolerance = 4 * double(scale) / std::sqrt(double(trials));
     double worst = 0;
@@ -777,9 +786,9 @@ TEST_CASE_TEMPLATE("qsgd: round trip within norm/s, exact reconstruction", V, fl
     for (std::size_t k = 0; k < 24; ++k) CHECK(std::abs(double(recon[k] - zeros[k])) < 1e-35);
     std::vector<V> with_nan(24, V(1));
     with_nan[13] = std::numeric_limits<V>::quiet_NaN();
-    CHECK(contains(what_of<swarmsgd::non_finite_error>(
-                       [&] { (void)encode_copy(q, with_nan, recon, random); }),
-                   "element 13"));
+    CHECK(contains(
+        what_of<swarmsgd::non_finite_error>([&] { (void)encode_copy(q, with_nan, recon, random); }),
+        "element 13"));
 }
 
 TEST_CASE_TEMPLATE("qsgd: unbiased", V, float, double) {
@@ -831,13 +840,13 @@ TEST_CASE_TEMPLATE("qsgd: malformed payloads are rejected, destination untouched
                    "bucket 12"));
     const std::size_t stride = 4 + 4;  // norm + 8 codes of 4 bits
     const std::size_t bucket1 = params + 8 + stride;
-    CHECK(contains(rejects<message_error>(q, with(bucket1, std::numeric_limits<float>::quiet_NaN()),
-                                          n, tag),
-                   "bucket 1"));
+    CHECK(contains(
+        rejects<message_error>(q, with(bucket1, std::numeric_limits<float>::quiet_NaN()), n, tag),
+        "bucket 1"));
     CHECK(contains(rejects<message_error>(q, with(bucket1, -2.0f), n, tag), "norm"));
-    CHECK(contains(rejects<message_error>(
-                       q, with(bucket1, std::numeric_limits<float>::infinity()), n, tag),
-                   "norm"));
+    CHECK(contains(
+        rejects<message_error>(q, with(bucket1, std::numeric_limits<float>::infinity()), n, tag),
+        "norm"));
     // Level 7 > s = 5 in element 9 (bucket 1, code 1: high nibble of byte 0 of its codes).
     auto bad_level = payload;
     bad_level[bucket1 + 4] = (bad_level[bucket1 + 4] & std::byte{0x0F}) | std::byte{0xE0};
@@ -847,12 +856,15 @@ TEST_CASE_TEMPLATE("qsgd: malformed payloads are rejected, destination untouched
     padded.back() |= std::byte{0x10};
     CHECK(contains(rejects<message_error>(q, padded, n, tag), "padding"));
     // Options.
-    CHECK(what_of<swarmsgd::invalid_argument_error>([] { qsgd_quantizer<V> x(qsgd_options{0, 8}); })
-          != "<no exception>");
-    CHECK(what_of<swarmsgd::invalid_argument_error>(
-              [] { qsgd_quantizer<V> x(qsgd_options{32768, 8}); }) != "<no exception>");
-    CHECK(what_of<swarmsgd::invalid_argument_error>(
-              [] { qsgd_quantizer<V> x(qsgd_options{4, 12}); }) != "<no exception>");
+    CHECK(what_of<swarmsgd::invalid_argument_error>([] {
+              qsgd_quantizer<V> x(qsgd_options{0, 8});
+          }) != "<no exception>");
+    CHECK(what_of<swarmsgd::invalid_argument_error>([] {
+              qsgd_quantizer<V> x(qsgd_options{32768, 8});
+          }) != "<no exception>");
+    CHECK(what_of<swarmsgd::invalid_argument_error>([] {
+              qsgd_quantizer<V> x(qsgd_options{4, 12});
+          }) != "<no exception>");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -885,8 +897,8 @@ TEST_CASE_TEMPLATE("error_feedback: telescoping sum, same wire format, reset on 
         }
         std::vector<V> plain_recon;
         (void)encode_copy(plain, x, plain_recon, random);
-        for (std::size_t k = 0; k < n; ++k) plain_error = std::max(
-            plain_error, std::abs(double(plain_recon[k]) - double(x[k])));
+        for (std::size_t k = 0; k < n; ++k)
+            plain_error = std::max(plain_error, std::abs(double(plain_recon[k]) - double(x[k])));
     }
     const auto residual = ef.residual();
     REQUIRE(residual.size() == n);

@@ -20,7 +20,9 @@ struct recorded {
     double gradient(std::size_t node, const std::vector<double>& x, std::span<double> g, rng&) {
         const double loss = sem::gradient(*s, node, x, g);
         for (std::size_t k = 0; k < g.size(); ++k) (*sums)[node][k] += g[k];
-        if (pace) std::this_thread::sleep_for(std::chrono::microseconds(node == 0 && s->straggler ? 200 : 20));
+        if (pace)
+            std::this_thread::sleep_for(
+                std::chrono::microseconds(node == 0 && s->straggler ? 200 : 20));
         return loss;
     }
     bool pace = false;

@@ -34,7 +34,8 @@ Problem make(std::size_t n) {
 
 double distance(const std::vector<double>& a, const Eigen::VectorXd& b) {
     double s = 0;
-    for (std::size_t k = 0; k < a.size(); ++k) s += (a[k] - b[Eigen::Index(k)]) * (a[k] - b[Eigen::Index(k)]);
+    for (std::size_t k = 0; k < a.size(); ++k)
+        s += (a[k] - b[Eigen::Index(k)]) * (a[k] - b[Eigen::Index(k)]);
     return std::sqrt(s);
 }
 
@@ -87,7 +88,7 @@ TEST_CASE("asynchronous schedule: stale snapshots, delays, crossed requests, a s
         o.speeds.assign(8, 1.0);
         o.speeds[3] = 0.1;  // 10x slower than the rest
         o.min_delay = 0;
-        o.max_delay = 20;   // replies land many local steps later
+        o.max_delay = 20;  // replies land many local steps later
         auto g = topology::complete(8);
         simulator sim(models, g, rec, o);
         sim.run(20000);
@@ -118,8 +119,10 @@ TEST_CASE("pull mode (the authors' variant) does not preserve the mean, and says
 }
 
 TEST_CASE("pure gossip (learning rate 0) drives every topology to the initial mean") {
-    const std::vector<topology> graphs{topology::complete(16), topology::ring(16),
-                                       topology::torus(4, 4), topology::hypercube(16),
+    const std::vector<topology> graphs{topology::complete(16),
+                                       topology::ring(16),
+                                       topology::torus(4, 4),
+                                       topology::hypercube(16),
                                        topology::random_regular(16, 3, 5),
                                        topology::from_adjacency({{1, 2}, {0, 2}, {0, 1, 3}, {2}})};
     for (const auto& g : graphs) {
@@ -180,11 +183,12 @@ TEST_CASE("thousands of nodes: n = 1024 on a random 4-regular graph") {
     sim.run(1024 * 30);
     CHECK(sim.consensus_distance() < 1e-3 * gamma0);
     const auto mu1 = sim.mean_model();
-    for (std::size_t k = 0; k < mu0.size(); ++k) CHECK(mu1[k] == doctest::Approx(mu0[k]).epsilon(1e-9));
+    for (std::size_t k = 0; k < mu0.size(); ++k)
+        CHECK(mu1[k] == doctest::Approx(mu0[k]).epsilon(1e-9));
 }
 
-TEST_CASE_TEMPLATE("convergence to the known optimum, n = 1, 8, 64, fixed and geometric H",
-                   Problem, least_squares, logistic) {
+TEST_CASE_TEMPLATE("convergence to the known optimum, n = 1, 8, 64, fixed and geometric H", Problem,
+                   least_squares, logistic) {
     for (std::size_t n : {1u, 8u, 64u}) {
         for (auto steps : {local_steps::fixed(2), local_steps::geometric(2)}) {
             CAPTURE(n);
@@ -197,8 +201,11 @@ TEST_CASE_TEMPLATE("convergence to the known optimum, n = 1, 8, 64, fixed and ge
             const double lr0 = std::is_same_v<Problem, logistic> ? 0.5 : 0.05;
             // Decaying rate 1/(1 + t/T): the stochastic gradients' noise vanishes.
             o.node.sgd.learning_rate = lr0;
-            o.node.sgd.schedule = [](std::size_t t, double base) { return base / (1.0 + double(t) / 1000.0); };
-            const auto g = n == 1 ? topology::complete(1) : topology::torus(n == 8 ? 2 : 8, n == 8 ? 4 : 8);
+            o.node.sgd.schedule = [](std::size_t t, double base) {
+                return base / (1.0 + double(t) / 1000.0);
+            };
+            const auto g =
+                n == 1 ? topology::complete(1) : topology::torus(n == 8 ? 2 : 8, n == 8 ? 4 : 8);
             simulator sim(models, g, p, o);
             if (n == 1) {
                 // One node, no partner: plain local SGD.
@@ -224,15 +231,17 @@ TEST_CASE("simulator rejects bad set-ups with clear errors") {
     simulator_options o;
     std::vector<std::vector<double>> none;
     auto g8 = topology::ring(8);
-    CHECK_THROWS_WITH_AS(simulator(none, g8, q, o), doctest::Contains("n = 0"), invalid_argument_error);
+    CHECK_THROWS_WITH_AS(simulator(none, g8, q, o), doctest::Contains("n = 0"),
+                         invalid_argument_error);
     std::vector<std::vector<double>> models(8, std::vector<double>(3));
     models[5].resize(4);
-    CHECK_THROWS_WITH_AS(simulator(models, g8, q, o), doctest::Contains("node 5 has a model of 4 elements, node 0 has 3"),
+    CHECK_THROWS_WITH_AS(simulator(models, g8, q, o),
+                         doctest::Contains("node 5 has a model of 4 elements, node 0 has 3"),
                          size_mismatch_error);
     models[5].resize(3);
     auto g4 = topology::ring(4);
-    CHECK_THROWS_WITH_AS(simulator(models, g4, q, o), doctest::Contains("4 nodes but there are 8 models"),
-                         topology_error);
+    CHECK_THROWS_WITH_AS(simulator(models, g4, q, o),
+                         doctest::Contains("4 nodes but there are 8 models"), topology_error);
     o.max_delay = 3;  // delays need the asynchronous schedule
     CHECK_THROWS_WITH_AS(simulator(models, g8, q, o), doctest::Contains("max_delay = 3"),
                          invalid_argument_error);

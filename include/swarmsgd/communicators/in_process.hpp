@@ -93,8 +93,8 @@ public:
     /// Appends the message to `dest`'s inbox; complete on return.
     completed_request isend(std::size_t dest, std::vector<std::byte> bytes) {
         world_->throw_if_aborted();
-        detail::require<invalid_argument_error>(dest < size(), "in-process isend from node ",
-                                                rank_, " to node ", dest, " but n = ", size());
+        detail::require<invalid_argument_error>(dest < size(), "in-process isend from node ", rank_,
+                                                " to node ", dest, " but n = ", size());
         auto& box = *world_->inboxes_[dest];
         {
             std::lock_guard lock(box.mutex);

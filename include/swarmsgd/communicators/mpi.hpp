@@ -13,7 +13,8 @@
 /// MPI_Init is not called unless you ask for it with mpi_environment.
 
 #if !__has_include(<mpi.h>)
-#error "swarmsgd/communicators/mpi.hpp needs an MPI library (Debian: apt-get install libopenmpi-dev openmpi-bin, or libmpich-dev mpich; CMake: link swarmsgd::mpi)"
+#error \
+    "swarmsgd/communicators/mpi.hpp needs an MPI library (Debian: apt-get install libopenmpi-dev openmpi-bin, or libmpich-dev mpich; CMake: link swarmsgd::mpi)"
 #endif
 
 // The deprecated MPI C++ bindings are not used; skipping them also avoids their warnings.
@@ -221,8 +222,8 @@ public:
         received_message m;
         m.source = static_cast<std::size_t>(status.MPI_SOURCE);
         m.bytes.resize(static_cast<std::size_t>(count));
-        detail::mpi_check(
-            MPI_Mrecv(m.bytes.data(), count, MPI_BYTE, &message, MPI_STATUS_IGNORE), "MPI_Mrecv");
+        detail::mpi_check(MPI_Mrecv(m.bytes.data(), count, MPI_BYTE, &message, MPI_STATUS_IGNORE),
+                          "MPI_Mrecv");
         return m;
     }
 
@@ -251,10 +252,10 @@ public:
                           "MPI_Allgather (model sizes)");
         for (std::size_t r = 1; r < size_; ++r)
             if (all[r] != all[0])
-                throw size_mismatch_error(detail::concat(
-                    "rank ", rank_, ": rank ", r, " has a model of ", all[r],
-                    " elements but rank 0 has ", all[0],
-                    "; every rank must train a model of the same size"));
+                throw size_mismatch_error(
+                    detail::concat("rank ", rank_, ": rank ", r, " has a model of ", all[r],
+                                   " elements but rank 0 has ", all[0],
+                                   "; every rank must train a model of the same size"));
     }
 
     /// Enters the non-blocking barrier of the shutdown protocol (once).

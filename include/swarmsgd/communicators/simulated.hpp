@@ -59,7 +59,8 @@ private:
     friend class endpoint;
     void post(std::size_t source, std::size_t dest, std::vector<std::byte> bytes) {
         const std::uint64_t delay =
-            min_delay_ + (max_delay_ > min_delay_ ? random_.uniform(max_delay_ - min_delay_ + 1) : 0);
+            min_delay_ +
+            (max_delay_ > min_delay_ ? random_.uniform(max_delay_ - min_delay_ + 1) : 0);
         received_message m{source, std::move(bytes)};
         if (delay == 0) {
             inboxes_[dest].push_back(std::move(m));
@@ -91,8 +92,8 @@ public:
 
     /// Puts the message in transit (or straight into the inbox with zero delay).
     completed_request isend(std::size_t dest, std::vector<std::byte> bytes) {
-        detail::require<invalid_argument_error>(dest < size(), "simulated isend from node ",
-                                                rank_, " to node ", dest, " but n = ", size());
+        detail::require<invalid_argument_error>(dest < size(), "simulated isend from node ", rank_,
+                                                " to node ", dest, " but n = ", size());
         net_->post(rank_, dest, std::move(bytes));
         return {};
     }

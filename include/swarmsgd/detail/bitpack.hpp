@@ -283,8 +283,8 @@ template <bitpack_code C>
 inline std::size_t pack(std::span<const C> codes, unsigned bits, std::span<std::byte> out) {
     bitpack_impl::check_bits<C>(bits, "bitpack pack");
     const std::size_t bytes = packed_bytes(codes.size(), bits);
-    require<message_error>(out.size() >= bytes, "bitpack pack: output of ", out.size(),
-                           " bytes, ", codes.size(), " codes of ", bits, " bits need ", bytes);
+    require<message_error>(out.size() >= bytes, "bitpack pack: output of ", out.size(), " bytes, ",
+                           codes.size(), " codes of ", bits, " bits need ", bytes);
     pack_block(codes.data(), codes.size(), bits, out.data());
     return bytes;
 }
@@ -297,8 +297,8 @@ template <bitpack_code C>
 inline void unpack(std::span<const std::byte> in, unsigned bits, std::span<C> codes) {
     bitpack_impl::check_bits<C>(bits, "bitpack unpack");
     const std::size_t bytes = packed_bytes(codes.size(), bits);
-    require<message_error>(in.size() == bytes, "bitpack unpack: input of ", in.size(),
-                           " bytes, ", codes.size(), " codes of ", bits, " bits take ", bytes);
+    require<message_error>(in.size() == bytes, "bitpack unpack: input of ", in.size(), " bytes, ",
+                           codes.size(), " codes of ", bits, " bits take ", bytes);
     unpack_block(in.data(), codes.size(), bits, codes.data());
 }
 

@@ -43,8 +43,8 @@ template <class K, tensor_value V>
             raise<non_finite_error>(K::name, " encode: element ", k, " is ", exact_text(x[k]),
                                     "; only finite values can be sent");
         raise<invalid_argument_error>(K::name, " encode: element ", k, " is ", exact_text(x[k]),
-                                      ", outside the ", K::name, " range (", K::range_text,
-                                      "); ", K::advice);
+                                      ", outside the ", K::name, " range (", K::range_text, "); ",
+                                      K::advice);
     }
     raise<invalid_argument_error>(K::name, " encode: internal error, no bad element among ", n);
 }

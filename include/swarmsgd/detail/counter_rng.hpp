@@ -57,8 +57,7 @@ inline constexpr std::uint64_t counter_rng_increment = 0x9E3779B97F4A7C15ULL;
 /// without AVX-512DQ's unsigned 64-bit conversions.
 [[nodiscard]] SWARMSGD_HOST_DEVICE constexpr float uniform01_at(std::uint64_t key,
                                                                 std::uint64_t index) noexcept {
-    return static_cast<float>(static_cast<std::int32_t>(bits_at(key, index) >> 40)) *
-           0x1.0p-24f;
+    return static_cast<float>(static_cast<std::int32_t>(bits_at(key, index) >> 40)) * 0x1.0p-24f;
 }
 
 /// Uniform double in [0, 1) with 53 random bits for element `index` of stream `key`.
@@ -75,7 +74,7 @@ inline constexpr std::uint64_t counter_rng_increment = 0x9E3779B97F4A7C15ULL;
 /// integer selects keep GCC's loops vectorizable where float selects feeding further float
 /// math often do not, under the default -ftrapping-math).
 [[nodiscard]] SWARMSGD_HOST_DEVICE constexpr std::int32_t stochastic_round(float t,
-                                                                         float u) noexcept {
+                                                                           float u) noexcept {
     const auto whole = static_cast<std::int32_t>(t);  // truncation == floor for t >= 0
     const float frac = t - static_cast<float>(whole);
     return whole + (u < frac ? 1 : 0);

@@ -22,8 +22,8 @@ namespace swarmsgd::detail {
 /// A range sent at full precision; needs_fixup: the sender could not decode it either and
 /// waits for the receiver's values (a fixup message).
 struct fallback_range {
-    std::size_t begin = 0;    ///< first element
-    std::size_t end = 0;      ///< one past the last
+    std::size_t begin = 0;     ///< first element
+    std::size_t end = 0;       ///< one past the last
     bool needs_fixup = false;  ///< the sender waits for a fixup of this range
     friend bool operator==(const fallback_range&, const fallback_range&) = default;
 };
@@ -93,8 +93,8 @@ template <class V>
 [[nodiscard]] fallback_section read_fallback(std::span<const std::byte> in, std::size_t size,
                                              const char* what) {
     if (in.size() < 4)
-        throw message_error(concat(what, ": fallback section of ", in.size(),
-                                   " bytes is truncated"));
+        throw message_error(
+            concat(what, ": fallback section of ", in.size(), " bytes is truncated"));
     const auto count = load<std::uint32_t>(in.data());
     if ((in.size() - 4) / fallback_range_bytes < count)
         throw message_error(concat(what, ": fallback section announces ", count,
@@ -117,8 +117,7 @@ template <class V>
     const std::size_t expected = 4 + count * fallback_range_bytes + elements * sizeof(V);
     if (in.size() != expected)
         throw message_error(concat(what, ": fallback section has ", in.size(), " bytes, expected ",
-                                   expected, " for ", count, " ranges of ", elements,
-                                   " elements"));
+                                   expected, " for ", count, " ranges of ", elements, " elements"));
     s.values = p;
     return s;
 }

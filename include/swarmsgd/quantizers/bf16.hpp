@@ -65,7 +65,8 @@ struct bf16_kernel {
         for (; k + 16 <= n; k += 16) {
             __m256i code[2];
             for (int i = 0; i < 2; ++i) {
-                const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k + 8 * i));
+                const __m256i u =
+                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k + 8 * i));
                 const __m256i magnitude = _mm256_and_si256(u, magnitude_mask);
                 top = _mm256_max_epu32(top, magnitude);
                 const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
@@ -105,7 +106,7 @@ struct bf16_kernel {
 template <tensor_value V>
 class bf16_quantizer {
 public:
-    using value_type = V;  ///< Element type.
+    using value_type = V;                     ///< Element type.
     using kernel_type = detail::bf16_kernel;  ///< Per-element conversion.
 
     /// Format id written in every payload.

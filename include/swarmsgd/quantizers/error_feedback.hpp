@@ -41,9 +41,7 @@ public:
     using inner_type = Q;                       ///< Wrapped quantizer.
 
     /// Wraps a default-constructed Q.
-    error_feedback()
-        requires std::default_initializable<Q>
-        : error_feedback(Q{}) {}
+    error_feedback() requires std::default_initializable<Q> : error_feedback(Q{}) {}
 
     /// Wraps `inner`.
     explicit error_feedback(Q inner)
@@ -85,12 +83,12 @@ public:
     }
     /// Forwards to the inner quantizer (when its decode is const).
     decode_result decode(std::span<const std::byte> payload, std::span<const value_type> reference,
-                         std::span<value_type> out) const
-        requires requires(const Q& q, std::span<const std::byte> p, std::span<const value_type> r,
-                          std::span<value_type> o) { q.decode(p, r, o); }
-    {
-        return inner_.decode(payload, reference, out);
+                         std::span<value_type> out) const requires
+        requires(const Q& q, std::span<const std::byte> p, std::span<const value_type> r,
+                 std::span<value_type> o) {
+        q.decode(p, r, o);
     }
+    { return inner_.decode(payload, reference, out); }
 
     /// The residual carried to the next encode (empty before the first one).
     [[nodiscard]] std::span<const value_type> residual() const noexcept { return residual_; }

@@ -16,9 +16,9 @@
 /// The conversion is portable bit manipulation (branch-free selects that GCC and Clang
 /// vectorize); where the compiler targets F16C and AVX2 (-mf16c -mavx2, -march=native on
 /// any recent x86) float models use the vcvtps2ph / vcvtph2ps instructions instead, which give
-/// the same bits (checked exhaustively) at a fraction of the cost. It assumes IEEE float arithmetic in round-to-
-/// nearest mode; flush-to-zero / denormals-are-zero modes (-ffast-math) only affect inputs
-/// below 2^-126, which are rounded to zero either way.
+/// the same bits (checked exhaustively) at a fraction of the cost. It assumes IEEE float arithmetic
+/// in round-to- nearest mode; flush-to-zero / denormals-are-zero modes (-ffast-math) only affect
+/// inputs below 2^-126, which are rounded to zero either way.
 
 #include <bit>
 #include <cstddef>
@@ -88,8 +88,9 @@ struct fp16_kernel {
     static std::size_t hardware_decode(const std::byte* p, float* y, std::size_t n) noexcept {
         std::size_t k = 0;
         for (; k + 8 <= n; k += 8)
-            _mm256_storeu_ps(y + k, _mm256_cvtph_ps(_mm_loadu_si128(
-                                        reinterpret_cast<const __m128i*>(p + 2 * k))));
+            _mm256_storeu_ps(
+                y + k,
+                _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * k))));
         return k;
     }
 #endif
@@ -136,7 +137,7 @@ struct fp16_kernel {
 template <tensor_value V>
 class fp16_quantizer {
 public:
-    using value_type = V;  ///< Element type.
+    using value_type = V;                     ///< Element type.
     using kernel_type = detail::fp16_kernel;  ///< Per-element conversion.
 
     /// Format id written in every payload.

@@ -93,9 +93,8 @@ struct min_max_kernel {
         // 2^-150 would otherwise round to a zero scale and lose the bucket (found by fuzzing).
         const double exact = (static_cast<double>(hi) - static_cast<double>(lo)) *
                              (1.0 / static_cast<double>(levels));
-        float scale = exact > 0 && exact < static_cast<double>(FLT_MIN)
-                          ? FLT_MIN
-                          : static_cast<float>(exact);
+        float scale =
+            exact > 0 && exact < static_cast<double>(FLT_MIN) ? FLT_MIN : static_cast<float>(exact);
         scale = round_scale_up(scale);
         k.scale = scale;
         k.inv_scale = scale > 0 ? 1.0f / scale : 0.0f;
@@ -121,8 +120,9 @@ struct min_max_kernel {
     /// Clamps a code c >= 0 (guaranteed by the precondition) to [0, levels]. Branch-free
     /// arithmetic rather than a select: GCC otherwise threads the select and hoists the
     /// decode of the constant code out of the loop, which defeats its vectorizer.
-    [[nodiscard]] SWARMSGD_HOST_DEVICE constexpr std::uint32_t clamp(std::int32_t c) const noexcept {
-        const std::int32_t excess = c - levels;             // > 0 when c is above the top level
+    [[nodiscard]] SWARMSGD_HOST_DEVICE constexpr std::uint32_t clamp(
+        std::int32_t c) const noexcept {
+        const std::int32_t excess = c - levels;  // > 0 when c is above the top level
         return static_cast<std::uint32_t>(c - (excess & ~(excess >> 31)));  // c - max(excess, 0)
     }
     /// Nearest code, ties to even.
@@ -246,7 +246,7 @@ template <unsigned B, tensor_value V>
 template <tensor_value V>
 class min_max_quantizer {
 public:
-    using value_type = V;  ///< Element type.
+    using value_type = V;                        ///< Element type.
     using kernel_type = detail::min_max_kernel;  ///< Per-element math of one bucket.
 
     /// Format id written in every payload.
@@ -318,9 +318,8 @@ public:
                 encode_impl<B(), true>(values.data(), n, data, key);
             });
         } else {
-            detail::bitpack_dispatch8(options_.bits, [&](auto B) {
-                encode_impl<B(), false>(values.data(), n, data, 0);
-            });
+            detail::bitpack_dispatch8(
+                options_.bits, [&](auto B) { encode_impl<B(), false>(values.data(), n, data, 0); });
         }
         return bytes;
     }
@@ -350,9 +349,9 @@ public:
         require<message_error>(bucket >= 8 && bucket % 8 == 0, "min_max payload has bucket ",
                                bucket, ", expected a multiple of 8 >= 8");
         const std::size_t expected = payload_size(n, bits, bucket);
-        require<message_error>(payload.size() == expected, "min_max payload has ",
-                               payload.size(), " bytes, expected ", expected, " for ", n,
-                               " elements (", bits, " bits, bucket ", bucket, ")");
+        require<message_error>(payload.size() == expected, "min_max payload has ", payload.size(),
+                               " bytes, expected ", expected, " for ", n, " elements (", bits,
+                               " bits, bucket ", bucket, ")");
         const std::byte* data = params + params_size;
         const unsigned levels = (1u << bits) - 1u;
         const std::size_t stride = bucket_meta_size + detail::packed_bytes(bucket, bits);
@@ -363,8 +362,7 @@ public:
             const float scale = detail::load<float>(meta + 4);
             const auto kernel = kernel_type::for_decode(lo, scale, levels);
             require<message_error>(kernel.valid(), "min_max payload bucket ", b, " has min ",
-                                   detail::exact_text(lo), " and scale ",
-                                   detail::exact_text(scale),
+                                   detail::exact_text(lo), " and scale ", detail::exact_text(scale),
                                    "; expected finite values, scale >= 0 with at most 16 "
                                    "significant bits and a finite top level");
         }
@@ -375,9 +373,8 @@ public:
                 detail::padding_is_zero(data + last * stride + bucket_meta_size, m, bits),
                 "min_max payload has non-zero padding bits after its last code");
         }
-        detail::bitpack_dispatch8(bits, [&](auto B) {
-            decode_impl<B()>(data, n, bucket, out.data());
-        });
+        detail::bitpack_dispatch8(bits,
+                                  [&](auto B) { decode_impl<B()>(data, n, bucket, out.data()); });
         return {};
     }
 
@@ -424,8 +421,8 @@ private:
         const bool fits = range.lo >= V(-FLT_MAX) && range.hi <= V(FLT_MAX) &&
                           static_cast<double>(range.hi) - static_cast<double>(range.lo) <=
                               static_cast<double>(FLT_MAX);
-        const auto kernel = kernel_type::make(detail::to_float(range.lo),
-                                              detail::to_float(range.hi), Levels);
+        const auto kernel =
+            kernel_type::make(detail::to_float(range.lo), detail::to_float(range.hi), Levels);
         if (!fits || !kernel.valid()) [[unlikely]]
             detail::raise<invalid_argument_error>(
                 name_, " encode: bucket ", b, " (elements ", b0, "..", b0 + m - 1, ") spans [",
@@ -454,7 +451,7 @@ private:
     }
 
     [[noreturn, gnu::cold, gnu::noinline]] void raise_non_finite(const V* xb, std::size_t m,
-                                                                std::size_t b0) const {
+                                                                 std::size_t b0) const {
         for (std::size_t j = 0; j < m; ++j)
             if (!std::isfinite(xb[j]))
                 detail::raise<non_finite_error>(name_, " encode: element ", b0 + j, " is ",

@@ -58,7 +58,7 @@ struct qsgd_kernel {
 
     /// Kernel of a bucket with stored norm `norm` (finite, 0 or >= s * 2^-126).
     [[nodiscard]] SWARMSGD_HOST_DEVICE static qsgd_kernel make(float norm,
-                                                              unsigned levels) noexcept {
+                                                               unsigned levels) noexcept {
         qsgd_kernel k;
         const auto s = static_cast<float>(levels);
         k.levels = static_cast<std::int32_t>(levels);
@@ -98,8 +98,8 @@ template <tensor_value V>
                                          std::uint16_t* SWARMSGD_RESTRICT codes, std::size_t m,
                                          std::uint64_t key, std::uint64_t base) noexcept {
     for (std::size_t j = 0; j < m; ++j) {
-        const auto c = static_cast<std::uint16_t>(
-            kernel.encode(to_float(x[j]), uniform01_at(key, base + j)));
+        const auto c =
+            static_cast<std::uint16_t>(kernel.encode(to_float(x[j]), uniform01_at(key, base + j)));
         codes[j] = c;
         x[j] = static_cast<V>(kernel.decode(c));
     }
@@ -119,7 +119,7 @@ template <tensor_value V>
 template <tensor_value V>
 class qsgd_quantizer {
 public:
-    using value_type = V;  ///< Element type.
+    using value_type = V;                     ///< Element type.
     using kernel_type = detail::qsgd_kernel;  ///< Per-element math of one bucket.
 
     /// Format id written in every payload.
@@ -187,8 +187,7 @@ public:
         detail::store<std::uint32_t>(params + 4, static_cast<std::uint32_t>(options_.bucket));
         const std::uint64_t key = random();
         detail::bitpack_dispatch(code_bits(), [&](auto B) {
-            if constexpr (B() >= 2)
-                encode_impl<B()>(values.data(), n, params + params_size, key);
+            if constexpr (B() >= 2) encode_impl<B()>(values.data(), n, params + params_size, key);
         });
         return bytes;
     }
@@ -209,16 +208,16 @@ public:
         const unsigned levels = detail::load<std::uint16_t>(params);
         const unsigned reserved = detail::load<std::uint16_t>(params + 2);
         const std::size_t bucket = detail::load<std::uint32_t>(params + 4);
-        require<message_error>(levels >= 1 && levels <= 32767 && reserved == 0,
-                               "qsgd payload has ", levels, " levels and reserved ", reserved,
+        require<message_error>(levels >= 1 && levels <= 32767 && reserved == 0, "qsgd payload has ",
+                               levels, " levels and reserved ", reserved,
                                ", expected 1..32767 and 0");
-        require<message_error>(bucket >= 8 && bucket % 8 == 0, "qsgd payload has bucket ",
-                               bucket, ", expected a multiple of 8 >= 8");
+        require<message_error>(bucket >= 8 && bucket % 8 == 0, "qsgd payload has bucket ", bucket,
+                               ", expected a multiple of 8 >= 8");
         const unsigned bits = detail::qsgd_code_bits(levels);
         const std::size_t expected = payload_size(n, bits, bucket);
         require<message_error>(payload.size() == expected, "qsgd payload has ", payload.size(),
-                               " bytes, expected ", expected, " for ", n, " elements (",
-                               levels, " levels, bucket ", bucket, ")");
+                               " bytes, expected ", expected, " for ", n, " elements (", levels,
+                               " levels, bucket ", bucket, ")");
         const std::byte* data = params + params_size;
         const std::size_t stride = bucket_meta_size + detail::packed_bytes(bucket, bits);
         for (std::size_t b0 = 0, b = 0; b0 < n; b0 += bucket, ++b) {
@@ -231,10 +230,9 @@ public:
         }
         if (n != 0) {
             const std::size_t last = (n - 1) / bucket;
-            require<message_error>(
-                detail::padding_is_zero(data + last * stride + bucket_meta_size,
-                                        n - last * bucket, bits),
-                "qsgd payload has non-zero padding bits after its last code");
+            require<message_error>(detail::padding_is_zero(data + last * stride + bucket_meta_size,
+                                                           n - last * bucket, bits),
+                                   "qsgd payload has non-zero padding bits after its last code");
         }
         detail::bitpack_dispatch(bits, [&](auto B) {
             if constexpr (B() >= 2) {
@@ -326,8 +324,8 @@ private:
     }
 
     [[noreturn, gnu::cold, gnu::noinline]] void raise_bad_bucket(const V* xb, std::size_t m,
-                                                                std::size_t b0,
-                                                                std::size_t b) const {
+                                                                 std::size_t b0,
+                                                                 std::size_t b) const {
         for (std::size_t j = 0; j < m; ++j)
             if (!std::isfinite(xb[j]))
                 detail::raise<non_finite_error>(name_, " encode: element ", b0 + j, " is ",
