@@ -141,6 +141,30 @@ struct shard_problem {
     std::vector<std::vector<std::uint8_t>> labels;
 };
 
+/// Local steps per node: an epoch is one pass over the data by all nodes together.
+inline std::size_t steps_per_node(const config& c, std::size_t examples) {
+    const auto total = static_cast<std::size_t>(
+        std::ceil(c.epochs * static_cast<double>(examples) / static_cast<double>(c.batch)));
+    return (total + c.nodes - 1) / c.nodes;
+}
+
+/// The node options of the command line, with a cosine decay over `steps` local steps so the
+/// final models settle.
+inline swarmsgd::swarm_options make_options(const config& c, std::size_t steps) {
+    swarmsgd::swarm_options options;
+    options.mode = make_mode(c.mode);
+    options.steps = c.geometric ? swarmsgd::local_steps::geometric(c.h)
+                                : swarmsgd::local_steps::fixed(static_cast<std::size_t>(c.h));
+    options.sgd.learning_rate = c.lr;
+    options.sgd.momentum = c.momentum;
+    options.seed = c.seed;
+    options.sgd.schedule = [steps](std::size_t t, double base) {
+        const double progress = static_cast<double>(t) / static_cast<double>(steps);
+        return base * 0.5 * (1 + std::cos(3.141592653589793 * std::min(progress, 1.0)));
+    };
+    return options;
+}
+
 inline std::string human_bytes(double b) {
     const char* unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int u = 0;

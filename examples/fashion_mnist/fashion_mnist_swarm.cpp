@@ -39,23 +39,8 @@ int main(int argc, char** argv) try {
     for (auto& m : models) ex::init_params(layout, m, c.seed);  // same start on every node
 
     const auto graph = make_topology(c.topology, c.nodes);
-    swarmsgd::swarm_options options;
-    options.mode = make_mode(c.mode);
-    options.steps = c.geometric ? swarmsgd::local_steps::geometric(c.h)
-                                : swarmsgd::local_steps::fixed(static_cast<std::size_t>(c.h));
-    options.sgd.learning_rate = c.lr;
-    options.sgd.momentum = c.momentum;
-    options.seed = c.seed;
-
-    // An epoch is one pass over the data by all nodes together.
-    const auto total_steps = static_cast<std::size_t>(
-        std::ceil(c.epochs * static_cast<double>(train.count) / static_cast<double>(c.batch)));
-    const std::size_t steps_per_node = (total_steps + c.nodes - 1) / c.nodes;
-    // Cosine decay over the run, so the final models settle.
-    options.sgd.schedule = [steps_per_node](std::size_t t, double base) {
-        const double progress = static_cast<double>(t) / static_cast<double>(steps_per_node);
-        return base * 0.5 * (1 + std::cos(3.141592653589793 * std::min(progress, 1.0)));
-    };
+    const std::size_t steps_per_node = swarmsgd::examples::demo::steps_per_node(c, train.count);
+    const auto options = make_options(c, steps_per_node);
 
     std::printf(
         "Swarm SGD: %zu in-process nodes on %s, %s averaging, H = %s, MLP 784-%zu-10 (%zu "

@@ -31,20 +31,8 @@ int main(int argc, char** argv) {
         ex::init_params(layout, model, c.seed);  // same start on every rank
 
         const auto graph = make_topology(c.topology, c.nodes);
-        swarmsgd::swarm_options options;
-        options.mode = make_mode(c.mode);
-        options.steps = c.geometric ? swarmsgd::local_steps::geometric(c.h)
-                                    : swarmsgd::local_steps::fixed(static_cast<std::size_t>(c.h));
-        options.sgd.learning_rate = c.lr;
-        options.sgd.momentum = c.momentum;
-        options.seed = c.seed;
-        const auto total_steps = static_cast<std::size_t>(
-            std::ceil(c.epochs * static_cast<double>(train.count) / static_cast<double>(c.batch)));
-        const std::size_t steps = (total_steps + c.nodes - 1) / c.nodes;
-        options.sgd.schedule = [steps](std::size_t t, double base) {
-            const double progress = static_cast<double>(t) / static_cast<double>(steps);
-            return base * 0.5 * (1 + std::cos(3.141592653589793 * std::min(progress, 1.0)));
-        };
+        const std::size_t steps = steps_per_node(c, train.count);
+        const auto options = make_options(c, steps);
         if (rank == 0)
             std::printf(
                 "Swarm SGD: %zu MPI ranks on %s, %s averaging, H = %s, MLP 784-%zu-10, "
