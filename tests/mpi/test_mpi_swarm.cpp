@@ -217,7 +217,7 @@ bool scenario(const std::string& name) {
             if (rank == size - 1 && s == 20) {
                 std::printf("  rank %d: exiting abruptly\n", rank);
                 std::fflush(stdout);
-                std::_Exit(0);
+                std::_Exit(3);  // a crash: non-zero, no MPI_Finalize
             }
             node.apply_gradient(grad);
             std::this_thread::sleep_for(std::chrono::microseconds(500));
