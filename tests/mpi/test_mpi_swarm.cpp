@@ -264,6 +264,15 @@ int main(int argc, char** argv) {
                     (name == "fault" || name == "hang") ? "reported" : "error", e.what());
         std::fflush(stdout);
         if (name == "fault" || name == "hang") {
+            // MPI_Abort may tear the job down before the launcher forwards our stdout (MPICH's
+            // hydra does), so the report also goes to a file the CTest wrapper checks.
+            if (const char* dir = std::getenv("SWARMSGD_MPI_REPORT_DIR")) {
+                const std::string path = std::string(dir) + "/rank" + std::to_string(rank_of());
+                if (std::FILE* f = std::fopen(path.c_str(), "w")) {
+                    std::fprintf(f, "reported: %s\n", e.what());
+                    std::fclose(f);
+                }
+            }
             // A rank that detected the dead peer cannot run collectives with it: end the job.
             MPI_Abort(MPI_COMM_WORLD, 3);
         }
