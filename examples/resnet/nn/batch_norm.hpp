@@ -1,0 +1,132 @@
+#pragma once
+/// \file batch_norm.hpp
+/// Batch normalization over the channels of a CBHW tensor (PyTorch's BatchNorm2d: eps 1e-5,
+/// momentum 0.1, biased variance to normalize, unbiased variance in the running estimate),
+/// optionally fused with a residual add and a ReLU that follow it:
+///     y = [relu]( gamma * (x - mean) / sqrt(var + eps) + beta [+ residual] )
+/// Each channel is one contiguous row of n = B * H * W values (see common.hpp).
+///
+/// Shapes: x, xhat, y, residual, dy, dx: [C][n]; gamma, beta, mean, var, invstd, running_*: [C].
+
+#include "common.hpp"
+
+#include <cmath>
+#include <cstddef>
+
+namespace swarmsgd::examples::resnet::nn {
+
+/// What follows the normalization in a fused batch_norm_forward_* call.
+template <class T>
+struct batch_norm_epilogue {
+    const T* residual = nullptr;  ///< [C][n] added after the affine map, or null
+    bool relu = false;            ///< apply max(0, .) last
+};
+
+namespace batch_norm_detail {
+
+/// y = epilogue(a * x + b) on one channel row.
+template <class T>
+void affine_row(const T* x, T a, T b, const T* residual, bool relu, T* y, Eigen::Index n) {
+    const const_vector_map<T> xr(x, n);
+    vector_map<T> yr(y, n);
+    if (residual != nullptr) {
+        const const_vector_map<T> rr(residual, n);
+        if (relu) {
+            yr = (xr * a + b + rr).max(T(0));
+        } else {
+            yr = xr * a + b + rr;
+        }
+    } else if (relu) {
+        yr = (xr * a + b).max(T(0));
+    } else {
+        yr = xr * a + b;
+    }
+}
+
+}  // namespace batch_norm_detail
+
+/// Training-mode forward: normalizes with the batch statistics. Writes xhat = (x - mean) *
+/// invstd (kept for backward), y (may alias x), and per channel the batch mean, the biased
+/// variance and invstd = 1 / sqrt(var + eps).
+template <class T>
+void batch_norm_forward_train(int channels, std::size_t n, const T* x, const T* gamma,
+                              const T* beta, T eps, batch_norm_epilogue<T> epilogue, T* xhat, T* y,
+                              T* mean, T* var, T* invstd, int threads) {
+    const Eigen::Index len = idx(n);
+    SWARMSGD_RESNET_PARALLEL_FOR
+    for (int c = 0; c < channels; ++c) {
+        const std::size_t at = static_cast<std::size_t>(c) * n;
+        const const_vector_map<T> xr(x + at, len);
+        const T m = xr.sum() / static_cast<T>(n);
+        const T v = (xr - m).square().sum() / static_cast<T>(n);  // two passes: no cancellation
+        const T is = T(1) / std::sqrt(v + eps);
+        vector_map<T>(xhat + at, len) = (xr - m) * is;
+        batch_norm_detail::affine_row(
+            xhat + at, gamma[c], beta[c],
+            epilogue.residual == nullptr ? nullptr : epilogue.residual + at, epilogue.relu, y + at,
+            len);
+        mean[c] = m;
+        var[c] = v;
+        invstd[c] = is;
+    }
+}
+
+/// Running estimates after a training step (PyTorch): r = (1 - momentum) r + momentum s, with
+/// the unbiased variance var * n / (n - 1) (n > 1).
+template <class T>
+void batch_norm_update_running(int channels, std::size_t n, const T* mean, const T* var, T momentum,
+                               T* running_mean, T* running_var) {
+    const T unbias = static_cast<T>(n) / static_cast<T>(n - 1);
+    for (int c = 0; c < channels; ++c) {
+        running_mean[c] = (T(1) - momentum) * running_mean[c] + momentum * mean[c];
+        running_var[c] = (T(1) - momentum) * running_var[c] + momentum * var[c] * unbias;
+    }
+}
+
+/// Inference forward: normalizes with the running estimates. y may alias x.
+template <class T>
+void batch_norm_forward_eval(int channels, std::size_t n, const T* x, const T* gamma, const T* beta,
+                             const T* running_mean, const T* running_var, T eps,
+                             batch_norm_epilogue<T> epilogue, T* y, int threads) {
+    SWARMSGD_RESNET_PARALLEL_FOR
+    for (int c = 0; c < channels; ++c) {
+        const std::size_t at = static_cast<std::size_t>(c) * n;
+        const T a = gamma[c] / std::sqrt(running_var[c] + eps);
+        batch_norm_detail::affine_row(
+            x + at, a, beta[c] - a * running_mean[c],
+            epilogue.residual == nullptr ? nullptr : epilogue.residual + at, epilogue.relu, y + at,
+            idx(n));
+    }
+}
+
+/// Backward of the training-mode forward. `dy` is d(loss)/d(output of the affine map): when
+/// the forward fused a ReLU pass `relu_out` (its y) and dy = d(loss)/dy, the mask is applied
+/// here; with a residual, its gradient is dy (after the ReLU mask) and is the caller's.
+/// Writes dx (may alias dy), dgamma and dbeta (overwritten).
+///   dx = gamma * invstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy [* (relu_out > 0)]
+template <class T>
+void batch_norm_backward(int channels, std::size_t n, const T* xhat, const T* gamma,
+                         const T* invstd, const T* relu_out, const T* dy, T* dx, T* dgamma,
+                         T* dbeta, int threads) {
+    const Eigen::Index len = idx(n);
+    SWARMSGD_RESNET_PARALLEL_FOR
+    for (int c = 0; c < channels; ++c) {
+        const std::size_t at = static_cast<std::size_t>(c) * n;
+        const const_vector_map<T> xh(xhat + at, len);
+        vector_map<T> dxr(dx + at, len);
+        if (relu_out != nullptr) {
+            dxr = (const_vector_map<T>(relu_out + at, len) > T(0))
+                      .select(const_vector_map<T>(dy + at, len), T(0));
+        } else if (dx != dy) {
+            dxr = const_vector_map<T>(dy + at, len);
+        }
+        const T db = dxr.sum();
+        const T dg = (dxr * xh).sum();
+        const T inv_n = T(1) / static_cast<T>(n);
+        dxr = (dxr - db * inv_n - xh * (dg * inv_n)) * (gamma[c] * invstd[c]);
+        dgamma[c] = dg;
+        dbeta[c] = db;
+    }
+}
+
+}  // namespace swarmsgd::examples::resnet::nn
