@@ -61,6 +61,45 @@ template <tensor T>
     return {traits::data(t), static_cast<std::size_t>(traits::size(t))};
 }
 
+/// A tensor whose elements live in memory that host code must not dereference, for instance a
+/// `thrust::device_vector<float>` (adapter `<swarmsgd/thrust.hpp>`). Its `tensor_traits`
+/// specialization provides, instead of `data`:
+/// \code
+/// template <> struct swarmsgd::tensor_traits<my_device_tensor> {
+///     using value_type = float;                              // float or double
+///     using memory_system = my_system_tag;                   // where the elements live
+///     static std::size_t size(const my_device_tensor& t);    // number of elements
+///     static float* system_data(my_device_tensor& t);        // contiguous, in that system
+///     static const float* system_data(const my_device_tensor& t);
+/// };
+/// \endcode
+/// The pointers are only meaningful to code running in `memory_system` (Thrust algorithms or
+/// kernels of that system). Such a tensor is deliberately NOT a `tensor`: every host loop of
+/// the library (gather, the CPU quantizers, consensus) takes `tensor`s only, so device memory
+/// can never reach one by accident; a swarm_node runs a system tensor's operations through the
+/// back end of its memory system (docs/thrust.md).
+template <class T>
+concept system_tensor = requires(T& t, const T& ct) {
+    typename tensor_traits<std::remove_cv_t<T>>::value_type;
+    typename tensor_traits<std::remove_cv_t<T>>::memory_system;
+    requires tensor_value<typename tensor_traits<std::remove_cv_t<T>>::value_type>;
+    { tensor_traits<std::remove_cv_t<T>>::size(ct) } -> std::convertible_to<std::size_t>;
+    {
+        tensor_traits<std::remove_cv_t<T>>::system_data(t)
+        } -> std::same_as<typename tensor_traits<std::remove_cv_t<T>>::value_type*>;
+    {
+        tensor_traits<std::remove_cv_t<T>>::system_data(ct)
+        } -> std::convertible_to<const typename tensor_traits<std::remove_cv_t<T>>::value_type*>;
+};
+
+/// Element type of a system tensor.
+template <system_tensor T>
+using system_tensor_value_t = typename tensor_traits<std::remove_cv_t<T>>::value_type;
+
+/// Memory system (a tag type) of a system tensor.
+template <system_tensor T>
+using memory_system_t = typename tensor_traits<std::remove_cv_t<T>>::memory_system;
+
 /// `std::vector<float>` and `std::vector<double>` are tensors.
 template <tensor_value V, class Alloc>
 struct tensor_traits<std::vector<V, Alloc>> {

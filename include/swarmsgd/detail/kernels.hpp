@@ -1,7 +1,9 @@
 #pragma once
 /// \file detail/kernels.hpp
 /// Element-wise host kernels of the hot paths. Plain counted loops over restrict pointers
-/// that GCC and Clang vectorize at -O2/-O3; nothing here allocates.
+/// that GCC and Clang vectorize at -O2/-O3; nothing here allocates. The per-element functions
+/// marked SWARMSGD_HOST_DEVICE (non_finite_bit, half_difference_step) are shared with the
+/// Thrust back end (swarmsgd/thrust/), so both compute the same bits.
 
 #include <bit>
 #include <cstddef>
@@ -10,6 +12,7 @@
 #include <type_traits>
 
 #include "../tensor_traits.hpp"
+#include "config.hpp"
 
 namespace swarmsgd::detail {
 
@@ -37,7 +40,7 @@ using bits_of = std::conditional_t<sizeof(V) == 4, std::uint32_t, std::uint64_t>
 
 /// 1 when v is a NaN or an infinity (all exponent bits set), else 0; branch-free.
 template <tensor_value V>
-[[nodiscard]] inline bits_of<V> non_finite_bit(V v) noexcept {
+[[nodiscard]] SWARMSGD_HOST_DEVICE constexpr bits_of<V> non_finite_bit(V v) noexcept {
     using U = bits_of<V>;
     constexpr U exponent = sizeof(V) == 4 ? U(0x7F800000u) : U(0x7FF0000000000000ull);
     return static_cast<U>((std::bit_cast<U>(v) & exponent) == exponent);
@@ -78,10 +81,18 @@ inline std::size_t for_each_block(std::size_t n, F&& f) {
     return n;
 }
 
+/// The averaging update of one element, x + (received - own) / 2: the arithmetic of every
+/// averaging kernel here and of the Thrust back end.
+template <tensor_value V>
+[[nodiscard]] SWARMSGD_HOST_DEVICE constexpr V half_difference_step(V x, V received,
+                                                                    V own) noexcept {
+    return x + (received - own) * V(0.5);
+}
+
 template <tensor_value V, class Len>
 inline void add_half_difference_block(V* __restrict x, const V* __restrict received,
                                       const V* __restrict own, Len len) noexcept {
-    for (std::size_t k = 0; k < len; ++k) x[k] += (received[k] - own[k]) * V(0.5);
+    for (std::size_t k = 0; k < len; ++k) x[k] = half_difference_step(x[k], received[k], own[k]);
 }
 
 /// x[k] += (received[k] - own[k]) / 2: the averaging update of the snapshot protocol.
@@ -177,7 +188,7 @@ template <tensor_value V, class Len>
         const V own = x[k];
         scratch[k] = r;
         store_raw<V>(raw, k, own);
-        x[k] = own + (r - own) * V(0.5);
+        x[k] = half_difference_step(own, r, own);
         bad |= non_finite_bit<V>(r) | non_finite_bit<V>(own);
     }
     return bad;
@@ -208,7 +219,8 @@ template <tensor_value V>
 template <tensor_value V, class Len>
 inline void add_half_difference_raw_block(V* __restrict x, const std::byte* __restrict raw,
                                           const V* __restrict own, Len len) noexcept {
-    for (std::size_t k = 0; k < len; ++k) x[k] += (load_raw<V>(raw, k) - own[k]) * V(0.5);
+    for (std::size_t k = 0; k < len; ++k)
+        x[k] = half_difference_step(x[k], load_raw<V>(raw, k), own[k]);
 }
 
 /// x[k] += (raw[k] - own[k]) / 2: add_half_difference with the received values read in place
@@ -227,7 +239,7 @@ inline void average_with_raw_block(V* __restrict x, const std::byte* __restrict 
                                    Len len) noexcept {
     for (std::size_t k = 0; k < len; ++k) {
         const V own = x[k];
-        x[k] = own + (load_raw<V>(raw, k) - own) * V(0.5);
+        x[k] = half_difference_step(own, load_raw<V>(raw, k), own);
     }
 }
 

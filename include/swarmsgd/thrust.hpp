@@ -1,0 +1,16 @@
+#pragma once
+/// \file thrust.hpp
+/// Thrust adapter (component swarmsgd::thrust; swarmsgd::cuda for CUDA): models held in
+/// `thrust::device_vector<float|double>` (or a list of them) run Swarm SGD with every
+/// quantizer, every tensor operation and every encode/decode running in the vector's own
+/// system (the GPU with nvcc and CUDA; Thrust's CPP / OMP / TBB systems on the CPU). Only
+/// encoded bytes cross to host memory, where the communicators work. See docs/thrust.md.
+///
+/// Compile with nvcc (THRUST_DEVICE_SYSTEM defaults to CUDA; CMake target swarmsgd::cuda), or
+/// with a host compiler and -DTHRUST_DEVICE_SYSTEM=THRUST_DEVICE_SYSTEM_CPP (or _OMP with
+/// OpenMP; CMake targets swarmsgd::thrust_cpp, swarmsgd::thrust_omp).
+
+#include "thrust/model_ops.hpp"
+#include "thrust/system.hpp"  // #error when Thrust is missing
+#include "thrust/system_buffer.hpp"
+#include "thrust/tensor.hpp"
