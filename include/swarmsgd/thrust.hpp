@@ -10,7 +10,9 @@
 /// with a host compiler and -DTHRUST_DEVICE_SYSTEM=THRUST_DEVICE_SYSTEM_CPP (or _OMP with
 /// OpenMP; CMake targets swarmsgd::thrust_cpp, swarmsgd::thrust_omp).
 
+#include "thrust/codec.hpp"
 #include "thrust/model_ops.hpp"
+#include "thrust/quantizers.hpp"
 #include "thrust/system.hpp"  // #error when Thrust is missing
 #include "thrust/system_buffer.hpp"
 #include "thrust/tensor.hpp"

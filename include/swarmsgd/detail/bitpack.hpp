@@ -74,8 +74,8 @@ inline constexpr unsigned code_mask = (1u << B) - 1u;
 
 /// Packs 8 codes into B bytes (generic path).
 template <unsigned B, class C>
-[[gnu::always_inline]] inline void pack_group(const C* SWARMSGD_RESTRICT c,
-                                              std::byte* SWARMSGD_RESTRICT out) noexcept {
+[[gnu::always_inline]] SWARMSGD_HOST_DEVICE inline void pack_group(
+    const C* SWARMSGD_RESTRICT c, std::byte* SWARMSGD_RESTRICT out) noexcept {
     using W = group_word<B>;
     W acc = 0;
     for (unsigned i = 0; i < 8; ++i) acc |= static_cast<W>(c[i] & code_mask<B>) << (i * B);
@@ -84,8 +84,8 @@ template <unsigned B, class C>
 
 /// Unpacks B bytes into 8 codes (generic path).
 template <unsigned B, class C>
-[[gnu::always_inline]] inline void unpack_group(const std::byte* SWARMSGD_RESTRICT in,
-                                                C* SWARMSGD_RESTRICT c) noexcept {
+[[gnu::always_inline]] SWARMSGD_HOST_DEVICE inline void unpack_group(
+    const std::byte* SWARMSGD_RESTRICT in, C* SWARMSGD_RESTRICT c) noexcept {
     using W = group_word<B>;
     W acc = 0;
     std::memcpy(&acc, in, B);
@@ -94,7 +94,7 @@ template <unsigned B, class C>
 
 /// Packs the last `rem` < 8 codes (zero-padded) and writes packed_bytes(rem, B) bytes.
 template <unsigned B, class C>
-inline void pack_tail(const C* c, std::size_t rem, std::byte* out) noexcept {
+SWARMSGD_HOST_DEVICE inline void pack_tail(const C* c, std::size_t rem, std::byte* out) noexcept {
     if (rem == 0) return;
     C tmp[8] = {};
     std::byte bytes[16] = {};
@@ -105,7 +105,7 @@ inline void pack_tail(const C* c, std::size_t rem, std::byte* out) noexcept {
 
 /// Unpacks the last `rem` < 8 codes from packed_bytes(rem, B) bytes.
 template <unsigned B, class C>
-inline void unpack_tail(const std::byte* in, std::size_t rem, C* c) noexcept {
+SWARMSGD_HOST_DEVICE inline void unpack_tail(const std::byte* in, std::size_t rem, C* c) noexcept {
     if (rem == 0) return;
     C tmp[8] = {};
     std::byte bytes[16] = {};
@@ -118,9 +118,10 @@ inline void unpack_tail(const std::byte* in, std::size_t rem, C* c) noexcept {
 
 /// Packs n codes of B bits from `codes` into packed_bytes(n, B) bytes at `out`. Unchecked:
 /// `out` must hold packed_bytes(n, B) bytes. Only the last block of a stream may have n % 8 != 0.
+/// Host and device code (the Thrust back end packs each group of 8 codes with it).
 template <unsigned B, bitpack_code C>
-inline void pack_block(const C* SWARMSGD_RESTRICT codes, std::size_t n,
-                       std::byte* SWARMSGD_RESTRICT out) noexcept {
+SWARMSGD_HOST_DEVICE inline void pack_block(const C* SWARMSGD_RESTRICT codes, std::size_t n,
+                                            std::byte* SWARMSGD_RESTRICT out) noexcept {
     static_assert(B >= bitpack_min_bits && B <= bitpack_max_bits, "bits must be 1..16");
     static_assert(B <= 8 * sizeof(C), "8-bit code type holds at most 8-bit codes");
     using namespace bitpack_impl;
@@ -159,9 +160,10 @@ inline void pack_block(const C* SWARMSGD_RESTRICT codes, std::size_t n,
 }
 
 /// Unpacks n codes of B bits from packed_bytes(n, B) bytes at `in` into `codes`. Unchecked.
+/// Host and device code.
 template <unsigned B, bitpack_code C>
-inline void unpack_block(const std::byte* SWARMSGD_RESTRICT in, std::size_t n,
-                         C* SWARMSGD_RESTRICT codes) noexcept {
+SWARMSGD_HOST_DEVICE inline void unpack_block(const std::byte* SWARMSGD_RESTRICT in, std::size_t n,
+                                              C* SWARMSGD_RESTRICT codes) noexcept {
     static_assert(B >= bitpack_min_bits && B <= bitpack_max_bits, "bits must be 1..16");
     static_assert(B <= 8 * sizeof(C), "8-bit code type holds at most 8-bit codes");
     using namespace bitpack_impl;

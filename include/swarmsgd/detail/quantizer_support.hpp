@@ -62,9 +62,11 @@ template <tensor_value V>
     }
 }
 
-/// sum_k x[k]^2 accumulated in double over per-lane partial sums.
+/// sum_k x[k]^2 accumulated in double over per-lane partial sums. Host and device code (the
+/// Thrust back end calls it per bucket, so both sum in the same order and agree bit for bit).
 template <tensor_value V>
-[[nodiscard]] inline double sum_of_squares(const V* SWARMSGD_RESTRICT x, std::size_t n) noexcept {
+[[nodiscard]] SWARMSGD_HOST_DEVICE inline double sum_of_squares(const V* SWARMSGD_RESTRICT x,
+                                                                std::size_t n) noexcept {
     constexpr std::size_t L = reduction_lanes;
     double acc[L] = {};
     std::size_t k = 0;

@@ -176,8 +176,8 @@ template <tensor_value V, class I>
 /// and infinities have keys beyond those of every finite value, so finiteness follows from
 /// the extreme keys alone.
 template <tensor_value V>
-[[nodiscard]] inline bucket_range<V> scan_bucket(const V* SWARMSGD_RESTRICT x,
-                                                 std::size_t n) noexcept {
+[[nodiscard]] SWARMSGD_HOST_DEVICE inline bucket_range<V> scan_bucket(const V* SWARMSGD_RESTRICT x,
+                                                                      std::size_t n) noexcept {
     using I = decltype(ordered_key(V{}));
     I lo = std::numeric_limits<I>::max(), hi = std::numeric_limits<I>::min();
     for (std::size_t k = 0; k < n; ++k) {

@@ -1,0 +1,229 @@
+#pragma once
+/// \file thrust/quantizers/min_max.hpp
+/// min_max_quantizer in a Thrust system. Encode: one work item per bucket scans it
+/// (detail::scan_bucket), builds its min_max_kernel and encodes it group of 8 by group of 8
+/// (kernel.encode / encode_nearest, detail::pack_block), the CPU's own functions. Decode: the
+/// payload is validated on the host (min_max_quantizer's checks), then one work item per
+/// group of 8 codes unpacks and decodes them in the system.
+/// On an encode error (a non-finite value, a range beyond float) the exception is the CPU
+/// one; `values` may then hold the reconstruction of any bucket but the failing ones.
+
+#include <cfloat>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "../../quantizers/min_max.hpp"
+#include "../codec.hpp"
+#include "../detail/codec_support.hpp"
+
+namespace swarmsgd {
+
+namespace detail {
+
+/// Encodes bucket b (scan, kernel, codes, reconstruction); status[b]: 0 done, 1 a non-finite
+/// element, 2 a range beyond the float range (nothing of the bucket written then).
+template <unsigned B, bool Stochastic, class V>
+struct min_max_encode_bucket {
+    V* x;
+    std::byte* data;  // first bucket's metadata
+    std::uint8_t* status;
+    std::size_t n, bucket, stride;
+    std::uint64_t key;
+
+    SWARMSGD_HOST_DEVICE void operator()(std::size_t b) const {
+        constexpr unsigned levels = (1u << B) - 1u;
+        const std::size_t b0 = b * bucket;
+        const std::size_t m = bucket < n - b0 ? bucket : n - b0;
+        V* const xb = x + b0;
+        const auto range = scan_bucket(xb, m);
+        if (!range.finite) {
+            status[b] = 1;
+            return;
+        }
+        const bool fits = range.lo >= V(-FLT_MAX) && range.hi <= V(FLT_MAX) &&
+                          static_cast<double>(range.hi) - static_cast<double>(range.lo) <=
+                              static_cast<double>(FLT_MAX);
+        const auto kernel = min_max_kernel::make(to_float(range.lo), to_float(range.hi), levels);
+        if (!fits || !kernel.valid()) {
+            status[b] = 2;
+            return;
+        }
+        status[b] = 0;
+        std::byte* const meta = data + b * stride;
+        store_any<float>(meta, kernel.lo);
+        store_any<float>(meta + 4, kernel.scale);
+        std::byte* const codes_out = meta + 8;
+        for (std::size_t j0 = 0; j0 < m; j0 += 8) {
+            const std::size_t mm = m - j0 < 8 ? m - j0 : 8;
+            std::uint8_t codes[8];
+            for (std::size_t i = 0; i < mm; ++i) {
+                std::uint8_t c;
+                if constexpr (Stochastic)
+                    c = static_cast<std::uint8_t>(
+                        kernel.encode(to_float(xb[j0 + i]), uniform01_at(key, b0 + j0 + i)));
+                else
+                    c = static_cast<std::uint8_t>(kernel.encode_nearest(to_float(xb[j0 + i])));
+                codes[i] = c;
+                xb[j0 + i] = static_cast<V>(kernel.decode(c));
+            }
+            pack_block<B>(codes, mm, codes_out + packed_bytes(j0, B));
+        }
+    }
+};
+
+/// Decodes the group of 8 codes starting at element 8g.
+template <unsigned B, class V>
+struct min_max_decode_group {
+    const std::byte* data;
+    V* y;
+    std::size_t n, bucket, stride;
+
+    SWARMSGD_HOST_DEVICE void operator()(std::size_t g) const {
+        constexpr unsigned levels = (1u << B) - 1u;
+        const std::size_t k0 = 8 * g;
+        const std::size_t b = k0 / bucket;
+        const std::byte* const meta = data + b * stride;
+        const auto kernel =
+            min_max_kernel::for_decode(load_any<float>(meta), load_any<float>(meta + 4), levels);
+        const std::size_t mm = n - k0 < 8 ? n - k0 : 8;
+        std::uint8_t codes[8];
+        unpack_block<B>(meta + 8 + packed_bytes(k0 - b * bucket, B), mm, codes);
+        for (std::size_t i = 0; i < mm; ++i) y[k0 + i] = static_cast<V>(kernel.decode(codes[i]));
+    }
+};
+
+}  // namespace detail
+
+/// min_max_quantizer<V> in system S.
+template <tensor_value V, class S>
+struct system_codec<min_max_quantizer<V>, S> {
+    using Q = min_max_quantizer<V>;  ///< the quantizer
+
+    /// As min_max_quantizer::encode (same payload, reconstruction and exceptions).
+    std::size_t encode(const Q& q, system_span<V, S> values, system_span<std::byte, S> out,
+                       rng& random) {
+        const auto& o = q.options();
+        const std::size_t n = values.size();
+        const std::size_t bytes = q.max_encoded_size(n);
+        detail::require<message_error>(out.size() >= bytes, q.name(), " encode: output of ",
+                                       out.size(), " bytes, needs ", bytes, " for ", n,
+                                       " elements");
+        detail::payload_prefix prefix;
+        write_payload_header(prefix.first(payload_header_size), {Q::format_id, sizeof(V), n});
+        std::byte* params = prefix.bytes + payload_header_size;
+        detail::store<std::uint8_t>(params, static_cast<std::uint8_t>(o.bits));
+        detail::store<std::uint8_t>(params + 1, o.stochastic ? 1 : 0);
+        detail::store<std::uint16_t>(params + 2, 0);
+        detail::store<std::uint32_t>(params + 4, static_cast<std::uint32_t>(o.bucket));
+        const std::uint64_t key = o.stochastic ? random() : 0;
+        const std::size_t buckets = detail::count_of(n, o.bucket);
+        detail::device_call("swarmsgd: min_max encode", [&] {
+            prefix.copy_to<S>(payload_header_size + Q::params_size, out.data());
+            status_.resize(buckets);
+            std::byte* data = out.data() + payload_header_size + Q::params_size;
+            detail::bitpack_dispatch8(o.bits, [&](auto B) {
+                const std::size_t stride =
+                    Q::bucket_meta_size + detail::packed_bytes(o.bucket, B());
+                if (o.stochastic)
+                    detail::system_for_each<S>(buckets, detail::min_max_encode_bucket<B(), true, V>{
+                                                            values.data(), data, status_.data(), n,
+                                                            o.bucket, stride, key});
+                else
+                    detail::system_for_each<S>(
+                        buckets,
+                        detail::min_max_encode_bucket<B(), false, V>{
+                            values.data(), data, status_.data(), n, o.bucket, stride, key});
+            });
+            const std::size_t bad = detail::first_flagged<S>(status_.data(), buckets);
+            if (bad != buckets) raise_bucket(q, values, bad);
+        });
+        return bytes;
+    }
+
+    /// As min_max_quantizer::decode: the payload is validated on the host (same exceptions,
+    /// `out` untouched), then decoded in S with the bits and bucket it carries.
+    decode_result decode(const Q& q, std::span<const std::byte> payload,
+                         system_span<const V, S> /*reference*/, system_span<V, S> out) {
+        using detail::require;
+        (void)q;
+        const std::size_t n = out.size();
+        (void)read_payload_header(payload, Q::format_id, "min_max", sizeof(V), n);
+        require<message_error>(payload.size() >= payload_header_size + Q::params_size,
+                               "min_max payload of ", payload.size(),
+                               " bytes is too short for its parameters (",
+                               payload_header_size + Q::params_size, " bytes)");
+        const std::byte* params = payload.data() + payload_header_size;
+        const unsigned bits = detail::load<std::uint8_t>(params);
+        const unsigned flags = detail::load<std::uint8_t>(params + 1);
+        const unsigned reserved = detail::load<std::uint16_t>(params + 2);
+        const std::size_t bucket = detail::load<std::uint32_t>(params + 4);
+        require<message_error>(bits >= 1 && bits <= 8, "min_max payload has ", bits,
+                               " bits per code, expected 1..8");
+        require<message_error>(flags <= 1 && reserved == 0, "min_max payload has flags ", flags,
+                               " and reserved ", reserved, ", expected flags 0/1, reserved 0");
+        require<message_error>(bucket >= 8 && bucket % 8 == 0, "min_max payload has bucket ",
+                               bucket, ", expected a multiple of 8 >= 8");
+        const std::size_t expected = Q::payload_size(n, bits, bucket);
+        require<message_error>(payload.size() == expected, "min_max payload has ", payload.size(),
+                               " bytes, expected ", expected, " for ", n, " elements (", bits,
+                               " bits, bucket ", bucket, ")");
+        const std::byte* data = params + Q::params_size;
+        const unsigned levels = (1u << bits) - 1u;
+        const std::size_t stride = Q::bucket_meta_size + detail::packed_bytes(bucket, bits);
+        for (std::size_t b0 = 0, b = 0; b0 < n; b0 += bucket, ++b) {
+            const std::byte* meta = data + b * stride;
+            const float lo = detail::load<float>(meta);
+            const float scale = detail::load<float>(meta + 4);
+            require<message_error>(detail::min_max_kernel::for_decode(lo, scale, levels).valid(),
+                                   "min_max payload bucket ", b, " has min ",
+                                   detail::exact_text(lo), " and scale ", detail::exact_text(scale),
+                                   "; expected finite values, scale >= 0 with at most 16 "
+                                   "significant bits and a finite top level");
+        }
+        if (n != 0) {
+            const std::size_t last = (n - 1) / bucket;
+            const std::size_t m = n - last * bucket;
+            require<message_error>(
+                detail::padding_is_zero(data + last * stride + Q::bucket_meta_size, m, bits),
+                "min_max payload has non-zero padding bits after its last code");
+        }
+        detail::device_call("swarmsgd: min_max decode", [&] {
+            const std::byte* staged = staged_.stage(payload) + payload_header_size + Q::params_size;
+            detail::bitpack_dispatch8(bits, [&](auto B) {
+                detail::system_for_each<S>(
+                    detail::count_of(n, 8),
+                    detail::min_max_decode_group<B(), V>{staged, out.data(), n, bucket, stride});
+            });
+        });
+        return {};
+    }
+
+private:
+    /// The exception min_max_quantizer::encode throws for bucket b (its values copied to the
+    /// host: the cold path).
+    [[noreturn]] static void raise_bucket(const Q& q, system_span<V, S> values, std::size_t b) {
+        const std::size_t bucket = q.options().bucket;
+        const std::size_t b0 = b * bucket;
+        const std::size_t m = bucket < values.size() - b0 ? bucket : values.size() - b0;
+        std::vector<V> xb(m);
+        detail::system_ops<S>::to_host(values.data() + b0, m, xb.data());
+        for (std::size_t j = 0; j < m; ++j)
+            if (!std::isfinite(xb[j]))
+                detail::raise<non_finite_error>(q.name(), " encode: element ", b0 + j, " is ",
+                                                detail::exact_text(xb[j]),
+                                                "; only finite values can be sent");
+        const auto range = detail::scan_bucket(xb.data(), m);
+        detail::raise<invalid_argument_error>(
+            q.name(), " encode: bucket ", b, " (elements ", b0, "..", b0 + m - 1, ") spans [",
+            detail::exact_text(range.lo), ", ", detail::exact_text(range.hi),
+            "], wider than the float range");
+    }
+
+    system_buffer<std::uint8_t, S> status_;
+    detail::staged_payload<S> staged_;
+};
+
+}  // namespace swarmsgd

@@ -1,0 +1,252 @@
+#pragma once
+/// \file thrust/quantizers/qsgd.hpp
+/// qsgd_quantizer in a Thrust system. Encode: one work item per bucket computes its norm with
+/// detail::sum_of_squares (the CPU function: the same summation order, so the same norm), builds
+/// the qsgd_kernel and encodes the bucket group of 8 by group of 8 with the counter RNG of the
+/// element's global index. Decode: the payload is validated on the host (parameters, norms,
+/// padding), the levels are checked and the codes decoded in the system, one group of 8 per
+/// work item. On an encode error `values` may hold the reconstruction of any bucket but the
+/// failing ones. Byte-identity with the CPU also needs the same floating-point contraction:
+/// compile CUDA code with -fmad=false for it (docs/thrust.md).
+
+#include <thrust/functional.h>
+#include <thrust/transform_reduce.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "../../quantizers/qsgd.hpp"
+#include "../codec.hpp"
+#include "../detail/codec_support.hpp"
+
+namespace swarmsgd {
+
+namespace detail {
+
+/// Encodes bucket b; status[b]: 0 done, 1 its norm (or top level) is not finite.
+template <unsigned B, class V>
+struct qsgd_encode_bucket {
+    V* x;
+    std::byte* data;
+    std::uint8_t* status;
+    std::size_t n, bucket, stride;
+    unsigned levels;
+    std::uint64_t key;
+
+    SWARMSGD_HOST_DEVICE void operator()(std::size_t b) const {
+        const std::size_t b0 = b * bucket;
+        const std::size_t m = bucket < n - b0 ? bucket : n - b0;
+        V* const xb = x + b0;
+        const double sum = sum_of_squares(xb, m);
+        const float min_norm = static_cast<float>(levels) * FLT_MIN;  // exact
+        float norm = static_cast<float>(std::sqrt(sum));
+        if (non_finite_bit<double>(sum) != 0 || non_finite_bit<float>(norm) != 0) {
+            status[b] = 1;
+            return;
+        }
+        if (norm > 0 && norm < min_norm) norm = min_norm;
+        const auto kernel = qsgd_kernel::make(norm, levels);
+        if (non_finite_bit<float>(kernel.unit * static_cast<float>(levels)) != 0) {
+            status[b] = 1;
+            return;
+        }
+        status[b] = 0;
+        std::byte* const meta = data + b * stride;
+        store_any<float>(meta, norm);
+        std::byte* const codes_out = meta + 4;
+        for (std::size_t j0 = 0; j0 < m; j0 += 8) {
+            const std::size_t mm = m - j0 < 8 ? m - j0 : 8;
+            std::uint16_t codes[8];
+            for (std::size_t i = 0; i < mm; ++i) {
+                const auto c = static_cast<std::uint16_t>(
+                    kernel.encode(to_float(xb[j0 + i]), uniform01_at(key, b0 + j0 + i)));
+                codes[i] = c;
+                xb[j0 + i] = static_cast<V>(kernel.decode(c));
+            }
+            pack_block<B>(codes, mm, codes_out + packed_bytes(j0, B));
+        }
+    }
+};
+
+/// Index of the first code above the top level in the group of 8 at element 8g, or n.
+template <unsigned B>
+struct qsgd_first_bad_level {
+    const std::byte* data;
+    std::size_t n, bucket, stride;
+    unsigned limit;  // largest valid code
+
+    SWARMSGD_HOST_DEVICE std::size_t operator()(std::size_t g) const {
+        const std::size_t k0 = 8 * g;
+        const std::size_t b = k0 / bucket;
+        const std::size_t mm = n - k0 < 8 ? n - k0 : 8;
+        std::uint16_t codes[8];
+        unpack_block<B>(data + b * stride + 4 + packed_bytes(k0 - b * bucket, B), mm, codes);
+        for (std::size_t i = 0; i < mm; ++i)
+            if (codes[i] > limit) return k0 + i;
+        return n;
+    }
+};
+
+/// Decodes the group of 8 codes at element 8g.
+template <unsigned B, class V>
+struct qsgd_decode_group {
+    const std::byte* data;
+    V* y;
+    std::size_t n, bucket, stride;
+    unsigned levels;
+
+    SWARMSGD_HOST_DEVICE void operator()(std::size_t g) const {
+        const std::size_t k0 = 8 * g;
+        const std::size_t b = k0 / bucket;
+        const std::byte* const meta = data + b * stride;
+        const auto kernel = qsgd_kernel::make(load_any<float>(meta), levels);
+        const std::size_t mm = n - k0 < 8 ? n - k0 : 8;
+        std::uint16_t codes[8];
+        unpack_block<B>(meta + 4 + packed_bytes(k0 - b * bucket, B), mm, codes);
+        for (std::size_t i = 0; i < mm; ++i) y[k0 + i] = static_cast<V>(kernel.decode(codes[i]));
+    }
+};
+
+struct index_min {
+    SWARMSGD_HOST_DEVICE std::size_t operator()(std::size_t a, std::size_t b) const {
+        return a < b ? a : b;
+    }
+};
+
+}  // namespace detail
+
+/// qsgd_quantizer<V> in system S.
+template <tensor_value V, class S>
+struct system_codec<qsgd_quantizer<V>, S> {
+    using Q = qsgd_quantizer<V>;  ///< the quantizer
+
+    /// As qsgd_quantizer::encode (same payload, reconstruction, rng draw and exceptions).
+    std::size_t encode(const Q& q, system_span<V, S> values, system_span<std::byte, S> out,
+                       rng& random) {
+        const auto& o = q.options();
+        const std::size_t n = values.size();
+        const std::size_t bytes = q.max_encoded_size(n);
+        detail::require<message_error>(out.size() >= bytes, q.name(), " encode: output of ",
+                                       out.size(), " bytes, needs ", bytes, " for ", n,
+                                       " elements");
+        detail::payload_prefix prefix;
+        write_payload_header(prefix.first(payload_header_size), {Q::format_id, sizeof(V), n});
+        std::byte* params = prefix.bytes + payload_header_size;
+        detail::store<std::uint16_t>(params, static_cast<std::uint16_t>(o.levels));
+        detail::store<std::uint16_t>(params + 2, 0);
+        detail::store<std::uint32_t>(params + 4, static_cast<std::uint32_t>(o.bucket));
+        const std::uint64_t key = random();
+        const std::size_t buckets = detail::count_of(n, o.bucket);
+        detail::device_call("swarmsgd: qsgd encode", [&] {
+            prefix.copy_to<S>(payload_header_size + Q::params_size, out.data());
+            status_.resize(buckets);
+            std::byte* data = out.data() + payload_header_size + Q::params_size;
+            detail::bitpack_dispatch(q.code_bits(), [&](auto B) {
+                if constexpr (B() >= 2) {
+                    const std::size_t stride =
+                        Q::bucket_meta_size + detail::packed_bytes(o.bucket, B());
+                    detail::system_for_each<S>(buckets, detail::qsgd_encode_bucket<B(), V>{
+                                                            values.data(), data, status_.data(), n,
+                                                            o.bucket, stride, o.levels, key});
+                }
+            });
+            const std::size_t bad = detail::first_flagged<S>(status_.data(), buckets);
+            if (bad != buckets) raise_bucket(q, values, bad);
+        });
+        return bytes;
+    }
+
+    /// As qsgd_quantizer::decode: validated on the host (parameters, norms, padding), levels
+    /// checked in S (same exceptions, `out` untouched on error), then decoded in S.
+    decode_result decode(const Q& /*q*/, std::span<const std::byte> payload,
+                         system_span<const V, S> /*reference*/, system_span<V, S> out) {
+        using detail::require;
+        const std::size_t n = out.size();
+        (void)read_payload_header(payload, Q::format_id, "qsgd", sizeof(V), n);
+        require<message_error>(payload.size() >= payload_header_size + Q::params_size,
+                               "qsgd payload of ", payload.size(),
+                               " bytes is too short for its parameters (",
+                               payload_header_size + Q::params_size, " bytes)");
+        const std::byte* params = payload.data() + payload_header_size;
+        const unsigned levels = detail::load<std::uint16_t>(params);
+        const unsigned reserved = detail::load<std::uint16_t>(params + 2);
+        const std::size_t bucket = detail::load<std::uint32_t>(params + 4);
+        require<message_error>(levels >= 1 && levels <= 32767 && reserved == 0, "qsgd payload has ",
+                               levels, " levels and reserved ", reserved,
+                               ", expected 1..32767 and 0");
+        require<message_error>(bucket >= 8 && bucket % 8 == 0, "qsgd payload has bucket ", bucket,
+                               ", expected a multiple of 8 >= 8");
+        const unsigned bits = detail::qsgd_code_bits(levels);
+        const std::size_t expected = Q::payload_size(n, bits, bucket);
+        require<message_error>(payload.size() == expected, "qsgd payload has ", payload.size(),
+                               " bytes, expected ", expected, " for ", n, " elements (", levels,
+                               " levels, bucket ", bucket, ")");
+        const std::byte* data = params + Q::params_size;
+        const std::size_t stride = Q::bucket_meta_size + detail::packed_bytes(bucket, bits);
+        for (std::size_t b0 = 0, b = 0; b0 < n; b0 += bucket, ++b) {
+            const float norm = detail::load<float>(data + b * stride);
+            require<message_error>(
+                std::isfinite(norm) && norm >= 0 &&
+                    std::isfinite((norm / static_cast<float>(levels)) * static_cast<float>(levels)),
+                "qsgd payload bucket ", b, " has norm ", detail::exact_text(norm),
+                ", expected a finite value >= 0 whose top level stays finite");
+        }
+        if (n != 0) {
+            const std::size_t last = (n - 1) / bucket;
+            require<message_error>(
+                detail::padding_is_zero(data + last * stride + Q::bucket_meta_size,
+                                        n - last * bucket, bits),
+                "qsgd payload has non-zero padding bits after its last code");
+        }
+        detail::device_call("swarmsgd: qsgd decode", [&] {
+            const std::byte* staged = staged_.stage(payload) + payload_header_size + Q::params_size;
+            const std::size_t groups = detail::count_of(n, 8);
+            detail::bitpack_dispatch(bits, [&](auto B) {
+                if constexpr (B() >= 2) {
+                    // Every code field can hold a level above s unless s + 1 is a power of two.
+                    if (n != 0 && ((levels + 1) & levels) != 0) {
+                        const std::size_t bad = thrust::transform_reduce(
+                            detail::system_ops<S>::policy(), detail::index_iterator(0),
+                            detail::index_iterator(groups),
+                            detail::qsgd_first_bad_level<B()>{staged, n, bucket, stride,
+                                                              levels << 1 | 1u},
+                            n, detail::index_min{});
+                        require<message_error>(bad == n, "qsgd payload element ", bad,
+                                               " has a level above ", levels);
+                    }
+                    detail::system_for_each<S>(
+                        groups, detail::qsgd_decode_group<B(), V>{staged, out.data(), n, bucket,
+                                                                  stride, levels});
+                }
+            });
+        });
+        return {};
+    }
+
+private:
+    /// The exception qsgd_quantizer::encode throws for bucket b (cold path, values to host).
+    [[noreturn]] static void raise_bucket(const Q& q, system_span<V, S> values, std::size_t b) {
+        const std::size_t bucket = q.options().bucket;
+        const std::size_t b0 = b * bucket;
+        const std::size_t m = bucket < values.size() - b0 ? bucket : values.size() - b0;
+        std::vector<V> xb(m);
+        detail::system_ops<S>::to_host(values.data() + b0, m, xb.data());
+        for (std::size_t j = 0; j < m; ++j)
+            if (!std::isfinite(xb[j]))
+                detail::raise<non_finite_error>(q.name(), " encode: element ", b0 + j, " is ",
+                                                detail::exact_text(xb[j]),
+                                                "; only finite values can be sent");
+        detail::raise<invalid_argument_error>(q.name(), " encode: the L2 norm of bucket ", b,
+                                              " (elements ", b0, "..", b0 + m - 1,
+                                              ") overflows float");
+    }
+
+    system_buffer<std::uint8_t, S> status_;
+    detail::staged_payload<S> staged_;
+};
+
+}  // namespace swarmsgd
