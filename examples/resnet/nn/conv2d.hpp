@@ -120,10 +120,74 @@ void for_each_segment(const conv2d_shape& s, int images, F&& f) {
 
 }  // namespace conv2d_detail
 
+namespace conv2d_detail {
+
+/// "Same" convolution with stride 1 (out = in): every im2col row of one image is the image
+/// shifted by (kh - pad) rows and (kw - pad) columns, i.e. one contiguous copy of the plane
+/// plus zeros where the tap falls into the padding. The fast path of im2col / col2im.
+[[nodiscard]] inline bool is_shift(const conv2d_shape& s) noexcept {
+    return s.stride == 1 && s.out_h == s.in_h && s.out_w == s.in_w;
+}
+
+/// Calls `f(c, image, plane offset in col, shift, j0, j1, ow_lo, ow_hi, oh_lo, oh_hi)` for each
+/// tap and image of a shift convolution: col_plane[j] = x_plane[j + shift] for j in [j0, j1)
+/// (the rows oh_lo..oh_hi that fall inside the image, clipped to the plane), except the columns
+/// outside [ow_lo, ow_hi), which are padding, as are the rows outside [oh_lo, oh_hi).
+template <class F>
+void for_each_shift(const conv2d_shape& s, int images, F&& f) {
+    const int h = s.in_h, w = s.in_w;
+    const auto plane = static_cast<std::ptrdiff_t>(s.in_plane());
+    const std::size_t n = static_cast<std::size_t>(images) * s.out_plane();
+    std::size_t row = 0;
+    for (int c = 0; c < s.in_channels; ++c) {
+        for (int kh = 0; kh < s.kernel; ++kh) {
+            for (int kw = 0; kw < s.kernel; ++kw, ++row) {
+                const int dy = kh - s.pad, dx = kw - s.pad;
+                const int oh_lo = std::clamp(-dy, 0, h), oh_hi = std::clamp(h - dy, oh_lo, h);
+                const int ow_lo = std::clamp(-dx, 0, w), ow_hi = std::clamp(w - dx, ow_lo, w);
+                const std::ptrdiff_t shift = static_cast<std::ptrdiff_t>(dy) * w + dx;
+                const std::ptrdiff_t j0 = std::clamp<std::ptrdiff_t>(
+                    std::max<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(oh_lo) * w, -shift), 0,
+                    plane);
+                const std::ptrdiff_t j1 = std::clamp<std::ptrdiff_t>(
+                    std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(oh_hi) * w,
+                                             plane - shift),
+                    j0, plane);
+                for (int b = 0; b < images; ++b) {
+                    f(c, b, row * n + static_cast<std::size_t>(b) * s.out_plane(), shift, j0, j1,
+                      ow_lo, ow_hi, oh_lo, oh_hi);
+                }
+            }
+        }
+    }
+}
+
+}  // namespace conv2d_detail
+
 /// im2col of images [b0, b0 + images) of a batch of `batch`: x [C_in][batch][in_h][in_w] ->
 /// col [K][images * out_h * out_w].
 template <class T>
 void im2col(const conv2d_shape& s, int batch, const T* x, int b0, int images, T* col) {
+    if (conv2d_detail::is_shift(s)) {
+        const std::ptrdiff_t w = s.in_w, plane = static_cast<std::ptrdiff_t>(s.in_plane());
+        conv2d_detail::for_each_shift(
+            s, images,
+            [&](int c, int b, std::size_t offset, std::ptrdiff_t shift, std::ptrdiff_t j0,
+                std::ptrdiff_t j1, int ow_lo, int ow_hi, int oh_lo, int oh_hi) {
+                T* dst = col + offset;
+                const T* src = x + (static_cast<std::size_t>(c) * batch + b0 + b) * s.in_plane();
+                std::fill(dst, dst + j0, T(0));
+                if (j1 > j0) std::copy(src + (j0 + shift), src + (j1 + shift), dst + j0);
+                std::fill(dst + j1, dst + plane, T(0));
+                if (ow_lo > 0 || ow_hi < s.in_w) {  // the padding columns of the valid rows
+                    for (std::ptrdiff_t r = oh_lo * w; r < oh_hi * w; r += w) {
+                        std::fill(dst + r, dst + r + ow_lo, T(0));
+                        std::fill(dst + r + ow_hi, dst + r + w, T(0));
+                    }
+                }
+            });
+        return;
+    }
     conv2d_detail::for_each_segment(
         s, images, [&](int c, int kw, int b, int ih, int ow_lo, int ow_hi, std::size_t offset) {
             T* dst = col + offset;
@@ -134,19 +198,37 @@ void im2col(const conv2d_shape& s, int batch, const T* x, int b0, int images, T*
             const T* src = x + (static_cast<std::size_t>(c) * batch + b0 + b) * s.in_plane() +
                            static_cast<std::size_t>(ih) * s.in_w;
             std::fill(dst, dst + ow_lo, T(0));
-            if (s.stride == 1) {
-                std::copy(src + (ow_lo + kw - s.pad), src + (ow_hi + kw - s.pad), dst + ow_lo);
-            } else {
-                for (int ow = ow_lo; ow < ow_hi; ++ow) dst[ow] = src[ow * s.stride + kw - s.pad];
-            }
+            for (int ow = ow_lo; ow < ow_hi; ++ow) dst[ow] = src[ow * s.stride + kw - s.pad];
             std::fill(dst + ow_hi, dst + s.out_w, T(0));
         });
 }
 
 /// col2im, the adjoint of im2col: adds col [K][images * out_h * out_w] into the images
-/// [b0, b0 + images) of dx [C_in][batch][in_h][in_w].
+/// [b0, b0 + images) of dx [C_in][batch][in_h][in_w]. col is scratch: its entries that im2col
+/// would have read from the padding may be zeroed.
 template <class T>
-void col2im(const conv2d_shape& s, int batch, const T* col, int b0, int images, T* dx) {
+void col2im(const conv2d_shape& s, int batch, T* col, int b0, int images, T* dx) {
+    if (conv2d_detail::is_shift(s)) {
+        const std::ptrdiff_t w = s.in_w;
+        conv2d_detail::for_each_shift(
+            s, images,
+            [&](int c, int b, std::size_t offset, std::ptrdiff_t shift, std::ptrdiff_t j0,
+                std::ptrdiff_t j1, int ow_lo, int ow_hi, int oh_lo, int oh_hi) {
+                T* src = col + offset;
+                T* dst = dx + (static_cast<std::size_t>(c) * batch + b0 + b) * s.in_plane();
+                if (ow_lo > 0 || ow_hi < s.in_w) {  // padding columns: dropped, not wrapped
+                    for (std::ptrdiff_t r = oh_lo * w; r < oh_hi * w; r += w) {
+                        std::fill(src + r, src + r + ow_lo, T(0));
+                        std::fill(src + r + ow_hi, src + r + w, T(0));
+                    }
+                }
+                if (j1 > j0) {
+                    vector_map<T>(dst + j0 + shift, j1 - j0) +=
+                        const_vector_map<T>(src + j0, j1 - j0);
+                }
+            });
+        return;
+    }
     conv2d_detail::for_each_segment(
         s, images, [&](int c, int kw, int b, int ih, int ow_lo, int ow_hi, std::size_t offset) {
             if (ih < 0 || ih >= s.in_h) return;

@@ -113,23 +113,31 @@ TEST_CASE("conv2d: forward is the definition, backward matches finite difference
 }
 
 TEST_CASE("conv2d: col2im is the adjoint of im2col") {
-    const auto s = nn::conv2d_shape::make(2, 3, 3, 2, 7, 5);
-    const int batch = 4;
-    const int b0 = 1;
-    const int images = 2;
-    const auto x = random_vector(static_cast<std::size_t>(s.in_channels) * batch * s.in_plane(), 4);
-    const auto c = random_vector(s.col_rows() * images * s.out_plane(), 5);
-    std::vector<double> col(c.size()), back(x.size(), 0.0);
-    nn::im2col(s, batch, x.data(), b0, images, col.data());
-    nn::col2im(s, batch, c.data(), b0, images, back.data());
-    CHECK(dot(col, c) == doctest::Approx(dot(x, back)).epsilon(1e-12));
-    // col2im touches only the images of the group
-    for (int ch = 0; ch < s.in_channels; ++ch)
-        for (int b = 0; b < batch; ++b)
-            if (b < b0 || b >= b0 + images)
-                for (std::size_t p = 0; p < s.in_plane(); ++p)
-                    REQUIRE(back[(static_cast<std::size_t>(ch) * batch + b) * s.in_plane() + p] ==
+    // stride 2 (generic path), 3x3 and 5x5 "same" stride 1 (shift path)
+    for (const auto& s :
+         {nn::conv2d_shape::make(2, 3, 3, 2, 7, 5), nn::conv2d_shape::make(2, 3, 3, 1, 6, 5),
+          nn::conv2d_shape::make(2, 3, 5, 1, 4, 6)}) {
+        CAPTURE(s.kernel);
+        CAPTURE(s.stride);
+        const int batch = 4;
+        const int b0 = 1;
+        const int images = 2;
+        const auto x =
+            random_vector(static_cast<std::size_t>(s.in_channels) * batch * s.in_plane(), 4);
+        const auto c = random_vector(s.col_rows() * images * s.out_plane(), 5);
+        std::vector<double> col(c.size(), 9.0), back(x.size(), 0.0), scratch_c = c;
+        nn::im2col(s, batch, x.data(), b0, images, col.data());
+        nn::col2im(s, batch, scratch_c.data(), b0, images, back.data());
+        CHECK(dot(col, c) == doctest::Approx(dot(x, back)).epsilon(1e-12));
+        // col2im touches only the images of the group
+        for (int ch = 0; ch < s.in_channels; ++ch)
+            for (int b = 0; b < batch; ++b)
+                if (b < b0 || b >= b0 + images)
+                    for (std::size_t p = 0; p < s.in_plane(); ++p)
+                        REQUIRE(
+                            back[(static_cast<std::size_t>(ch) * batch + b) * s.in_plane() + p] ==
                             0.0);
+    }
 }
 
 TEST_CASE("batch_norm: statistics, running update, eval, and backward by finite differences") {
