@@ -395,7 +395,7 @@ private:
         logits_.assign(
             static_cast<std::size_t>(config_.classes) * static_cast<std::size_t>(max_batch_), T(0));
         running_.assign(total_ - trainable_, T(0));
-        ws_.reserve(1, max_col_, 0);
+        ws_.reserve(1, max_col_, max_weights_);
     }
 
     void check_size(std::size_t size, const char* what) const {

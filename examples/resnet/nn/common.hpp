@@ -94,7 +94,7 @@ struct scratch {
     /// Bytes an im2col matrix may take: groups of images are sized to stay within it (L2).
     std::size_t col_budget = 256 * 1024;
     std::vector<std::vector<T>> col;    ///< per thread: im2col matrix of one image group
-    std::vector<std::vector<T>> wgrad;  ///< per thread: partial weight gradient (threads > 1)
+    std::vector<std::vector<T>> wgrad;  ///< per thread: partial weight gradient
 
     /// Sets the thread count and makes room for `col_size` im2col and `wgrad_size` weight
     /// gradient elements per thread (grows, never shrinks).

@@ -129,37 +129,58 @@ namespace conv2d_detail {
     return s.stride == 1 && s.out_h == s.in_h && s.out_w == s.in_w;
 }
 
-/// Calls `f(c, image, plane offset in col, shift, j0, j1, ow_lo, ow_hi, oh_lo, oh_hi)` for each
-/// tap and image of a shift convolution: col_plane[j] = x_plane[j + shift] for j in [j0, j1)
-/// (the rows oh_lo..oh_hi that fall inside the image, clipped to the plane), except the columns
-/// outside [ow_lo, ow_hi), which are padding, as are the rows outside [oh_lo, oh_hi).
+/// One tap (c, kh, kw) of a shift convolution, for every image: col_plane[j] =
+/// x_plane[j + shift] for j in [j0, j1) (the rows [oh_lo, oh_hi) that fall inside the image,
+/// clipped to the plane), except the columns outside [ow_lo, ow_hi), which are padding, as are
+/// the rows outside [oh_lo, oh_hi). `row` is the tap's row of the im2col matrix.
+struct shift_tap {
+    int c;
+    std::size_t row;
+    std::ptrdiff_t shift, j0, j1;
+    int oh_lo, oh_hi, ow_lo, ow_hi;
+    bool center;  ///< shift 0: reads the whole plane, no padding
+};
+
+/// Calls f(tap) for every tap of a shift convolution, channel by channel.
 template <class F>
-void for_each_shift(const conv2d_shape& s, int images, F&& f) {
+void for_each_shift(const conv2d_shape& s, F&& f) {
     const int h = s.in_h, w = s.in_w;
     const auto plane = static_cast<std::ptrdiff_t>(s.in_plane());
-    const std::size_t n = static_cast<std::size_t>(images) * s.out_plane();
     std::size_t row = 0;
     for (int c = 0; c < s.in_channels; ++c) {
         for (int kh = 0; kh < s.kernel; ++kh) {
             for (int kw = 0; kw < s.kernel; ++kw, ++row) {
+                shift_tap t{};
+                t.c = c;
+                t.row = row;
                 const int dy = kh - s.pad, dx = kw - s.pad;
-                const int oh_lo = std::clamp(-dy, 0, h), oh_hi = std::clamp(h - dy, oh_lo, h);
-                const int ow_lo = std::clamp(-dx, 0, w), ow_hi = std::clamp(w - dx, ow_lo, w);
-                const std::ptrdiff_t shift = static_cast<std::ptrdiff_t>(dy) * w + dx;
-                const std::ptrdiff_t j0 = std::clamp<std::ptrdiff_t>(
-                    std::max<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(oh_lo) * w, -shift), 0,
+                t.oh_lo = std::clamp(-dy, 0, h);
+                t.oh_hi = std::clamp(h - dy, t.oh_lo, h);
+                t.ow_lo = std::clamp(-dx, 0, w);
+                t.ow_hi = std::clamp(w - dx, t.ow_lo, w);
+                t.shift = static_cast<std::ptrdiff_t>(dy) * w + dx;
+                t.j0 = std::clamp<std::ptrdiff_t>(
+                    std::max<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(t.oh_lo) * w, -t.shift), 0,
                     plane);
-                const std::ptrdiff_t j1 = std::clamp<std::ptrdiff_t>(
-                    std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(oh_hi) * w,
-                                             plane - shift),
-                    j0, plane);
-                for (int b = 0; b < images; ++b) {
-                    f(c, b, row * n + static_cast<std::size_t>(b) * s.out_plane(), shift, j0, j1,
-                      ow_lo, ow_hi, oh_lo, oh_hi);
-                }
+                t.j1 = std::clamp<std::ptrdiff_t>(
+                    std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(t.oh_hi) * w,
+                                             plane - t.shift),
+                    t.j0, plane);
+                t.center = dy == 0 && dx == 0;
+                f(t);
             }
         }
     }
+}
+
+/// Zeroes the padding columns of the valid rows of one plane of a shift tap (strided stores:
+/// a handful per row, cheaper than a memset call each).
+template <class T>
+void zero_padding_columns(const shift_tap& t, std::ptrdiff_t w, T* plane) {
+    for (std::ptrdiff_t k = 0; k < t.ow_lo; ++k)
+        for (std::ptrdiff_t r = t.oh_lo; r < t.oh_hi; ++r) plane[r * w + k] = T(0);
+    for (std::ptrdiff_t k = t.ow_hi; k < w; ++k)
+        for (std::ptrdiff_t r = t.oh_lo; r < t.oh_hi; ++r) plane[r * w + k] = T(0);
 }
 
 }  // namespace conv2d_detail
@@ -170,22 +191,18 @@ template <class T>
 void im2col(const conv2d_shape& s, int batch, const T* x, int b0, int images, T* col) {
     if (conv2d_detail::is_shift(s)) {
         const std::ptrdiff_t w = s.in_w, plane = static_cast<std::ptrdiff_t>(s.in_plane());
-        conv2d_detail::for_each_shift(
-            s, images,
-            [&](int c, int b, std::size_t offset, std::ptrdiff_t shift, std::ptrdiff_t j0,
-                std::ptrdiff_t j1, int ow_lo, int ow_hi, int oh_lo, int oh_hi) {
-                T* dst = col + offset;
-                const T* src = x + (static_cast<std::size_t>(c) * batch + b0 + b) * s.in_plane();
-                std::fill(dst, dst + j0, T(0));
-                if (j1 > j0) std::copy(src + (j0 + shift), src + (j1 + shift), dst + j0);
-                std::fill(dst + j1, dst + plane, T(0));
-                if (ow_lo > 0 || ow_hi < s.in_w) {  // the padding columns of the valid rows
-                    for (std::ptrdiff_t r = oh_lo * w; r < oh_hi * w; r += w) {
-                        std::fill(dst + r, dst + r + ow_lo, T(0));
-                        std::fill(dst + r + ow_hi, dst + r + w, T(0));
-                    }
-                }
-            });
+        const std::size_t n = static_cast<std::size_t>(images) * s.out_plane();
+        conv2d_detail::for_each_shift(s, [&](const conv2d_detail::shift_tap& t) {
+            for (int b = 0; b < images; ++b) {
+                T* dst = col + t.row * n + static_cast<std::size_t>(b) * s.out_plane();
+                const T* src = x + (static_cast<std::size_t>(t.c) * batch + b0 + b) * s.in_plane();
+                std::fill(dst, dst + t.j0, T(0));
+                if (t.j1 > t.j0)
+                    std::copy(src + (t.j0 + t.shift), src + (t.j1 + t.shift), dst + t.j0);
+                std::fill(dst + t.j1, dst + plane, T(0));
+                conv2d_detail::zero_padding_columns(t, w, dst);
+            }
+        });
         return;
     }
     conv2d_detail::for_each_segment(
@@ -197,44 +214,58 @@ void im2col(const conv2d_shape& s, int batch, const T* x, int b0, int images, T*
             }
             const T* src = x + (static_cast<std::size_t>(c) * batch + b0 + b) * s.in_plane() +
                            static_cast<std::size_t>(ih) * s.in_w;
-            std::fill(dst, dst + ow_lo, T(0));
+            for (int ow = 0; ow < ow_lo; ++ow) dst[ow] = T(0);
             for (int ow = ow_lo; ow < ow_hi; ++ow) dst[ow] = src[ow * s.stride + kw - s.pad];
-            std::fill(dst + ow_hi, dst + s.out_w, T(0));
+            for (int ow = ow_hi; ow < s.out_w; ++ow) dst[ow] = T(0);
         });
 }
 
 /// col2im, the adjoint of im2col: adds col [K][images * out_h * out_w] into the images
-/// [b0, b0 + images) of dx [C_in][batch][in_h][in_w]. col is scratch: its entries that im2col
-/// would have read from the padding may be zeroed.
+/// [b0, b0 + images) of dx [C_in][batch][in_h][in_w], or writes them (overwrite = true: dx's
+/// old values are ignored). col is scratch: entries that im2col reads from the padding may
+/// be zeroed.
 template <class T>
-void col2im(const conv2d_shape& s, int batch, T* col, int b0, int images, T* dx) {
+void col2im(const conv2d_shape& s, int batch, T* col, int b0, int images, T* dx,
+            bool overwrite = false) {
+    const auto dx_plane = [&](int c, int b) {
+        return dx + (static_cast<std::size_t>(c) * batch + b0 + b) * s.in_plane();
+    };
     if (conv2d_detail::is_shift(s)) {
         const std::ptrdiff_t w = s.in_w;
-        conv2d_detail::for_each_shift(
-            s, images,
-            [&](int c, int b, std::size_t offset, std::ptrdiff_t shift, std::ptrdiff_t j0,
-                std::ptrdiff_t j1, int ow_lo, int ow_hi, int oh_lo, int oh_hi) {
-                T* src = col + offset;
-                T* dst = dx + (static_cast<std::size_t>(c) * batch + b0 + b) * s.in_plane();
-                if (ow_lo > 0 || ow_hi < s.in_w) {  // padding columns: dropped, not wrapped
-                    for (std::ptrdiff_t r = oh_lo * w; r < oh_hi * w; r += w) {
-                        std::fill(src + r, src + r + ow_lo, T(0));
-                        std::fill(src + r + ow_hi, src + r + w, T(0));
-                    }
-                }
-                if (j1 > j0) {
-                    vector_map<T>(dst + j0 + shift, j1 - j0) +=
-                        const_vector_map<T>(src + j0, j1 - j0);
-                }
+        const std::size_t n = static_cast<std::size_t>(images) * s.out_plane();
+        const auto col_plane = [&](const conv2d_detail::shift_tap& t, int b) {
+            return col + t.row * n + static_cast<std::size_t>(b) * s.out_plane();
+        };
+        if (overwrite) {  // the center tap covers every pixel: it writes, the others add
+            conv2d_detail::for_each_shift(s, [&](const conv2d_detail::shift_tap& t) {
+                if (!t.center) return;
+                for (int b = 0; b < images; ++b)
+                    std::copy(col_plane(t, b), col_plane(t, b) + s.in_plane(), dx_plane(t.c, b));
             });
+        }
+        conv2d_detail::for_each_shift(s, [&](const conv2d_detail::shift_tap& t) {
+            if (overwrite && t.center) return;
+            for (int b = 0; b < images; ++b) {
+                T* src = col_plane(t, b);
+                conv2d_detail::zero_padding_columns(t, w, src);  // dropped, not wrapped around
+                if (t.j1 > t.j0) {
+                    vector_map<T>(dx_plane(t.c, b) + t.j0 + t.shift, t.j1 - t.j0) +=
+                        const_vector_map<T>(src + t.j0, t.j1 - t.j0);
+                }
+            }
+        });
         return;
+    }
+    if (overwrite) {
+        for (int c = 0; c < s.in_channels; ++c)
+            std::fill(dx_plane(c, 0),
+                      dx_plane(c, 0) + static_cast<std::size_t>(images) * s.in_plane(), T(0));
     }
     conv2d_detail::for_each_segment(
         s, images, [&](int c, int kw, int b, int ih, int ow_lo, int ow_hi, std::size_t offset) {
             if (ih < 0 || ih >= s.in_h) return;
             const T* src = col + offset;
-            T* dst = dx + (static_cast<std::size_t>(c) * batch + b0 + b) * s.in_plane() +
-                     static_cast<std::size_t>(ih) * s.in_w;
+            T* dst = dx_plane(c, b) + static_cast<std::size_t>(ih) * s.in_w;
             for (int ow = ow_lo; ow < ow_hi; ++ow) dst[ow * s.stride + kw - s.pad] += src[ow];
         });
 }
@@ -280,19 +311,19 @@ void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, c
                      T* dx, bool accumulate, scratch<T>& ws) {
     const int group = s.group_images(batch, sizeof(T), ws.col_budget);
     const int groups = (batch + group - 1) / group;
-    ws.reserve(ws.threads, s.col_size(batch, sizeof(T), ws.col_budget),
-               ws.threads > 1 ? s.weight_count() : 0);
+    ws.reserve(ws.threads, s.col_size(batch, sizeof(T), ws.col_budget), s.weight_count());
     const int threads = ws.threads;
     const Eigen::Index k_rows = idx(s.col_rows());
     const Eigen::Index cout = s.out_channels;
     const const_row_map<T> W(w, cout, k_rows, Eigen::OuterStride<>(k_rows));
     const Eigen::OuterStride<> in_stride(idx(static_cast<std::size_t>(batch) * s.in_plane()));
     const Eigen::OuterStride<> out_stride(idx(static_cast<std::size_t>(batch) * s.out_plane()));
+    using col_major = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
     SWARMSGD_RESNET_PARALLEL {
+        // Each thread sums its groups into its own C_out x K partial, summed below. Column-major
+        // on purpose: Eigen then packs the im2col matrix without transposing it (faster).
         const auto tid = static_cast<std::size_t>(thread_index());
-        // One thread: straight into dw; several: a partial per thread, summed below.
-        row_map<T> dW(threads == 1 ? dw : ws.wgrad[tid].data(), cout, k_rows,
-                      Eigen::OuterStride<>(k_rows));
+        Eigen::Map<col_major> dW(ws.wgrad[tid].data(), cout, k_rows);
         dW.setZero();
         SWARMSGD_RESNET_FOR
         for (int g = 0; g < groups; ++g) {
@@ -324,24 +355,15 @@ void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, c
             dW.noalias() += dY * C.transpose();
             if (dx_group != nullptr) {
                 C.noalias() = W.transpose() * dY;  // d(col), then scattered back to the images
-                if (!accumulate) {
-                    for (int c = 0; c < s.in_channels; ++c) {
-                        T* plane = dx_group + static_cast<std::size_t>(c) * batch * s.in_plane();
-                        std::fill(plane, plane + static_cast<std::size_t>(images) * s.in_plane(),
-                                  T(0));
-                    }
-                }
-                col2im(s, batch, col, b0, images, dx);
+                col2im(s, batch, col, b0, images, dx, !accumulate);
             }
         }
     }
-    if (threads > 1) {
-        vector_map<T> total(dw, idx(s.weight_count()));
-        total = const_vector_map<T>(ws.wgrad[0].data(), idx(s.weight_count()));
-        for (int t = 1; t < threads; ++t)
-            total += const_vector_map<T>(ws.wgrad[static_cast<std::size_t>(t)].data(),
-                                         idx(s.weight_count()));
-    }
+    Eigen::Map<row_matrix<T>> total(dw, cout, k_rows);
+    total = Eigen::Map<const col_major>(ws.wgrad[0].data(), cout, k_rows);
+    for (int t = 1; t < threads; ++t)
+        total +=
+            Eigen::Map<const col_major>(ws.wgrad[static_cast<std::size_t>(t)].data(), cout, k_rows);
 }
 
 }  // namespace swarmsgd::examples::resnet::nn
