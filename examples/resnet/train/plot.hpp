@@ -86,6 +86,7 @@ struct plot_outcome {
       << (log_gamma ? "set logscale y\n" : "") << "plot " << data
       << " skip 1 using 1:5 with linespoints pt 7 notitle\n"
       << "unset logscale y\n"
+      << "set yrange [0:*]\n"
       << "set title 'share of the nodes'' time spent averaging (%)'\n"
       << "plot " << data << " skip 1 using 1:($7*100) with linespoints pt 7 notitle\n"
       << "unset multiplot\n";
