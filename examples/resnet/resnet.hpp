@@ -378,7 +378,7 @@ private:
             u.var.assign(ch, T(0));
             u.invstd.assign(ch, T(0));
             largest = std::max(largest, n);
-            max_col_ = std::max(max_col_, u.conv.col_size(max_batch_, sizeof(T), ws_.col_budget));
+            max_col_ = std::max(max_col_, nn::conv2d_scratch_size(u.conv, max_batch_, ws_));
             max_weights_ = std::max(max_weights_, u.conv.weight_count());
         });
         for (const auto& blk : blocks_) {
@@ -396,6 +396,7 @@ private:
             static_cast<std::size_t>(config_.classes) * static_cast<std::size_t>(max_batch_), T(0));
         running_.assign(total_ - trainable_, T(0));
         ws_.reserve(1, max_col_, max_weights_);
+        ws_.weights.resize(max_weights_);
     }
 
     void check_size(std::size_t size, const char* what) const {

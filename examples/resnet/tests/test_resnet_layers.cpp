@@ -72,12 +72,16 @@ TEST_CASE("conv2d: forward is the definition, backward matches finite difference
         CAPTURE(cfg.stride);
         CAPTURE(cfg.h);
         for (int threads : {1, 2}) {
-            for (std::size_t budget : {std::size_t{1}, std::size_t{1} << 20}) {
+            // im2col with 1 image per group (budget 1 byte) or the whole batch (1 MiB), then
+            // the row lowering (stride-1 "same" convolutions only; the others stay im2col)
+            for (int lowering = 0; lowering < 3; ++lowering) {
+                const std::size_t budget = lowering == 0 ? 1 : std::size_t{1} << 20;
                 CAPTURE(threads);
-                CAPTURE(budget);  // 1 byte: one image per group; 1 MiB: the whole batch
+                CAPTURE(lowering);
                 nn::scratch<double> ws;
                 ws.threads = nn::usable_threads(threads);
                 ws.col_budget = budget;
+                ws.row_lowering_min_plane = lowering == 2 ? 0 : static_cast<std::size_t>(-1);
                 auto w = random_vector(s.weight_count(), 1);
                 auto x = random_vector(
                     static_cast<std::size_t>(s.in_channels) * batch * s.in_plane(), 2);
@@ -109,6 +113,33 @@ TEST_CASE("conv2d: forward is the definition, backward matches finite difference
                     REQUIRE(dw2[i] == doctest::Approx(dw[i]));
             }
         }
+    }
+}
+
+TEST_CASE("conv2d: raise_rows is the adjoint of lower_rows") {
+    for (const auto& s :
+         {nn::conv2d_shape::make(2, 3, 3, 1, 6, 5), nn::conv2d_shape::make(3, 1, 5, 1, 4, 7)}) {
+        const int batch = 3;
+        const auto x =
+            random_vector(static_cast<std::size_t>(s.in_channels) * batch * s.in_plane(), 6);
+        const auto r = random_vector(nn::row_lowered_size(s), 7);
+        std::vector<double> xr(r.size(), 9.0), back(x.size(), 0.5), scratch_r = r;
+        nn::lower_rows(s, batch, x.data(), 1, xr.data());
+        nn::raise_rows(s, batch, scratch_r.data(), 1, back.data(), false);
+        double inside = 0;  // <x, back - 0.5> over image 1 only
+        for (int c = 0; c < s.in_channels; ++c)
+            for (std::size_t p = 0; p < s.in_plane(); ++p) {
+                const std::size_t at = (static_cast<std::size_t>(c) * batch + 1) * s.in_plane() + p;
+                inside += x[at] * (back[at] - 0.5);
+            }
+        CHECK(dot(xr, r) == doctest::Approx(inside).epsilon(1e-12));
+        // overwrite ignores what dx held
+        std::vector<double> written(x.size(), 0.5);
+        scratch_r = r;
+        nn::raise_rows(s, batch, scratch_r.data(), 1, written.data(), true);
+        for (std::size_t i = 0; i < x.size(); ++i)
+            REQUIRE(written[i] ==
+                    doctest::Approx(back[i] - (i / s.in_plane() % batch == 1 ? 0.5 : 0.0)));
     }
 }
 
