@@ -209,7 +209,7 @@ public:
             block& blk = blocks_[i];
             const T* x_in = i == 0 ? stem_.y.data() : blocks_[i - 1].b.y.data();
             // relu after the residual add: d_out becomes d(sum), the gradient of both branches
-            nn::relu_backward(blk.b.size(batch), blk.b.y.data(), d_out, d_out);
+            nn::relu_backward(blk.b.size(batch), blk.b.y.data(), d_out, d_out, ws_.threads);
             unit_backward(blk.b, p, g, blk.a.y.data(), d_out, tmp_a_.data(), nullptr, batch,
                           tmp_b_.data(), false);
             // tmp_b_ = d(output of a); fused relu, then conv a
