@@ -132,6 +132,46 @@ template <class M>
     return n;
 }
 
+/// Copies a system model into host memory (`out` has model_size elements), through its
+/// tensor_traits' copy_to_host: for evaluation, I/O and consensus statistics; the algorithm
+/// never does it.
+template <class M>
+    requires system_model<M>
+void to_host(const M& m, std::span<model_value_t<M>> out) {
+    detail::require<size_mismatch_error>(model_size(m) == out.size(), "to_host: model has ",
+                                         model_size(m), " elements, buffer ", out.size());
+    auto copy = [&](const auto& part, std::size_t offset) {
+        using traits = tensor_traits<std::remove_cv_t<std::remove_reference_t<decltype(part)>>>;
+        traits::copy_to_host(part, out.data() + offset);
+        return static_cast<std::size_t>(traits::size(part));
+    };
+    if constexpr (system_tensor<M>) {
+        (void)copy(m, 0);
+    } else {
+        std::size_t offset = 0;
+        for (const auto& part : m) offset += copy(part, offset);
+    }
+}
+
+/// Copies host values (model_size of them) into a system model (copy_from_host).
+template <class M>
+    requires system_model<M>
+void from_host(std::span<const model_value_t<M>> in, M& m) {
+    detail::require<size_mismatch_error>(model_size(m) == in.size(), "from_host: model has ",
+                                         model_size(m), " elements, buffer ", in.size());
+    auto copy = [&](auto& part, std::size_t offset) {
+        using traits = tensor_traits<std::remove_cv_t<std::remove_reference_t<decltype(part)>>>;
+        traits::copy_from_host(in.data() + offset, part);
+        return static_cast<std::size_t>(traits::size(part));
+    };
+    if constexpr (system_tensor<M>) {
+        (void)copy(m, 0);
+    } else {
+        std::size_t offset = 0;
+        for (auto& part : m) offset += copy(part, offset);
+    }
+}
+
 /// Copies a model into one contiguous buffer (`out.size()` must equal the model size).
 template <class M, class V>
     requires model<std::remove_cv_t<M>>

@@ -17,8 +17,9 @@ namespace swarmsgd {
 /// written) and returns the loss (for display). `random` is that node's own data stream. The
 /// in-process driver calls it concurrently for different nodes: it must be safe for that.
 template <class P, class Model>
-concept problem_for = model<Model> && requires(P& p, std::size_t node, const Model& x,
-                                               std::span<model_value_t<Model>> grad, rng& random) {
+concept problem_for = any_model<Model> &&
+    requires(P& p, std::size_t node, const Model& x, std::span<model_value_t<Model>> grad,
+             rng& random) {
     { p.gradient(node, x, grad, random) } -> std::convertible_to<double>;
 };
 

@@ -43,7 +43,7 @@ namespace detail {
 /// Readable diagnostics for the common mistakes, checked before anything else is instantiated.
 template <class Model, class Comm>
 constexpr bool check_node_types() {
-    static_assert(model<Model>,
+    static_assert(any_model<Model>,
                   "swarmsgd: the Model type is neither a tensor nor a list of tensors. Specialize "
                   "swarmsgd::tensor_traits<T> (value_type, size, data) for it or for its "
                   "elements, or include the adapter for your library (e.g. "
@@ -63,9 +63,107 @@ struct default_quantizer {
     using type = void;
 };
 template <class Model>
-    requires model<Model>
+    requires any_model<Model>
 struct default_quantizer<Model> {
     using type = identity_quantizer<model_value_t<Model>>;
+};
+
+/// How a swarm_node touches model-sized memory: its buffers (snapshots, decoded models), the
+/// averaging step, finiteness checks, encode/decode through the quantizer, the fallback ranges
+/// of recovery and the local optimizer. This host back end runs the CPU kernels on
+/// std::vector buffers; the Thrust back end (swarmsgd/thrust/node_memory.hpp) specializes it
+/// for system models, so that every operation runs in the model's memory system and only
+/// encoded bytes reach host memory. The protocol itself is written once, in swarm_node.
+template <class Model, class Quant, class System = model_system_t<Model>>
+struct node_memory;
+
+/// The host back end (host models).
+template <class Model, class Quant>
+struct node_memory<Model, Quant, host_memory> {
+    using value_type = model_value_t<Model>;  ///< float or double
+    using buffer = std::vector<value_type>;   ///< a flat model-sized buffer
+    using optimizer_type = sgd<value_type>;   ///< the local optimizer
+    /// Host code may read the model and the buffers (enables the fused exact path).
+    static constexpr bool host = true;
+
+    explicit node_memory(std::size_t /*size*/) {}
+
+    /// out = the model, flat (gather's size check and message).
+    void gather(const Model& m, buffer& out) { swarmsgd::gather(m, std::span<value_type>(out)); }
+    /// Index of the first non-finite element of `b`, or b.size().
+    std::size_t first_non_finite(const buffer& b) {
+        return detail::first_non_finite(b.data(), b.size());
+    }
+    /// Element k of `b` (for error messages).
+    value_type element(const buffer& b, std::size_t k) { return b[k]; }
+    /// Encodes `values` (which become the reconstruction) into `out`; returns the bytes.
+    std::size_t encode(Quant& q, buffer& values, std::span<std::byte> out, rng& random) {
+        return q.encode(std::span<value_type>(values), out, random);
+    }
+    /// Decodes `payload` against `reference` into `out`.
+    decode_result decode(Quant& q, std::span<const std::byte> payload, const buffer& reference,
+                         buffer& out) {
+        return q.decode(payload, std::span<const value_type>(reference),
+                        std::span<value_type>(out));
+    }
+    /// model += (received - own) / 2 over every part.
+    void apply_half_difference(Model& m, const buffer& received, const buffer& own) {
+        for_each_part(m, [&](std::span<value_type> x, std::size_t offset) {
+            detail::add_half_difference(x.data(), received.data() + offset, own.data() + offset,
+                                        x.size());
+        });
+    }
+    /// to[begin, end) = from[begin, end).
+    void copy_range(const buffer& from, buffer& to, std::size_t begin, std::size_t end) {
+        std::copy(from.begin() + long(begin), from.begin() + long(end), to.begin() + long(begin));
+    }
+    /// Largest |a[k] - b[k]| over the ranges.
+    double max_difference(std::span<const fallback_range> ranges, const buffer& a,
+                          const buffer& b) {
+        double d = 0;
+        for (const auto& r : ranges)
+            for (std::size_t k = r.begin; k < r.end; ++k)
+                d = std::max(d, std::abs(double(a[k]) - double(b[k])));
+        return d;
+    }
+    /// Appends a fallback section with values[r] for each range.
+    void append_fallback(std::vector<std::byte>& out, std::span<const fallback_range> ranges,
+                         const buffer& values) {
+        detail::append_fallback<value_type>(out, ranges, std::span<const value_type>(values));
+    }
+    /// out[r] = the section's values for each range.
+    void copy_fallback_values(const fallback_section& section, buffer& out) {
+        detail::copy_fallback_values<value_type>(section, std::span<value_type>(out));
+    }
+    /// Appends from[begin, end) to a host vector.
+    void append_range(std::vector<value_type>& out, const buffer& from, std::size_t begin,
+                      std::size_t end) {
+        out.insert(out.end(), from.begin() + long(begin), from.begin() + long(end));
+    }
+    /// model[r] += (s_i - s_j) / 2 for the ranges, s_i and s_j holding the ranges' values
+    /// concatenated (host memory).
+    void add_half_difference_ranges(Model& m, std::span<const fallback_range> ranges,
+                                    const value_type* s_i, const value_type* s_j) {
+        std::size_t at = 0;
+        for (const auto& r : ranges) {
+            for_each_part(m, [&](std::span<value_type> x, std::size_t offset) {
+                const std::size_t lo = std::max(r.begin, offset),
+                                  hi = std::min(r.end, offset + x.size());
+                if (lo < hi)
+                    detail::add_half_difference(x.data() + (lo - offset), s_i + at + (lo - r.begin),
+                                                s_j + at + (lo - r.begin), hi - lo);
+            });
+            at += r.end - r.begin;
+        }
+    }
+    /// The quantizer observes the distance between two buffers.
+    void observe(Quant& q, const buffer& mine, const buffer& theirs) {
+        q.observe(std::span<const value_type>(mine), std::span<const value_type>(theirs));
+    }
+    /// One optimizer step with a host gradient (checked by the caller).
+    void step(optimizer_type& optimizer, Model& m, std::span<const value_type> grad) {
+        optimizer.step(m, grad);
+    }
 };
 
 /// Error category carried by a failure message, so the peer rethrows the same type.
@@ -78,9 +176,11 @@ enum class failure_code : std::uint8_t {
 }  // namespace detail
 
 /// One node of a Swarm SGD swarm. `Model` is a tensor or a list of tensors (see model.hpp),
-/// `Comm` a communicator endpoint (see communicator.hpp), `Quant` a quantizer for the model's
-/// value type (see quantizer.hpp). The node keeps references to the model, the communicator
-/// and the topology: they must outlive it. A node is used by one thread at a time.
+/// or a system model (Thrust device vectors, <swarmsgd/thrust.hpp>: every model operation then
+/// runs in the model's memory system, see detail::node_memory), `Comm` a communicator endpoint
+/// (see communicator.hpp), `Quant` a quantizer for the model's value type (see quantizer.hpp).
+/// The node keeps references to the model, the communicator and the topology: they must
+/// outlive it. A node is used by one thread at a time.
 template <class Model, class Comm, class Quant = typename detail::default_quantizer<Model>::type>
 class swarm_node {
     static_assert(detail::check_node_types<Model, Comm>());
@@ -91,12 +191,15 @@ public:
                   "swarmsgd: the Quant type is not a quantizer for this model's value type: it "
                   "needs id(), name(), max_encoded_size(n), encode(values, out, rng) and "
                   "decode(payload, reference, out) -> decode_result; see quantizer.hpp");
+    /// Where the model's memory is touched: detail::node_memory for the model's system.
+    using memory_type = detail::node_memory<Model, Quant>;
 
     /// True when the quantizer has the exact_reconstruction capability (quantizer.hpp), e.g.
-    /// identity: the node then reads and writes the wire payloads in place, in fused passes
-    /// (one pass per side and step instead of up to six), with bit-identical results. The
-    /// protocol, the wire bytes, the errors and the statistics are the same either way.
-    static constexpr bool exact = exact_quantizer_for<Quant, value_type>;
+    /// identity, and the model is in host memory: the node then reads and writes the wire
+    /// payloads in place, in fused passes (one pass per side and step instead of up to six),
+    /// with bit-identical results. The protocol, the wire bytes, the errors and the statistics
+    /// are the same either way.
+    static constexpr bool exact = memory_type::host && exact_quantizer_for<Quant, value_type>;
 
     /// True when the quantizer can fail to decode and adapts to the distances it sees (the
     /// lattice quantizer: `observe(mine, theirs)` and `on_failure(distance)`). The node then
@@ -118,6 +221,7 @@ public:
           options_(std::move(options)),
           quantizer_(std::move(quantizer)),
           size_(model_size(model)),
+          memory_(size_),
           optimizer_((options_.validate(), options_.sgd), size_),
           random_(options_.seed, comm.rank()),
           own_(exact ? 0 : size_),
@@ -177,7 +281,30 @@ public:
                                           grad[k], " at local step ", stats_.local_steps,
                                           "; the step was not applied and nothing was sent"));
         const auto start = clock::now();
-        optimizer_.step(*model_, grad);
+        memory_.step(optimizer_, *model_, grad);
+        stats_.seconds_optimizer += seconds_since(start);
+    }
+
+    /// apply_gradient for a system model with a gradient in the model's own memory system (a
+    /// `thrust::device_vector`, say): checked and applied there, never copied to the host.
+    template <class G>
+        requires(!memory_type::host && system_tensor<G> &&
+                 std::same_as<system_tensor_value_t<G>, value_type> &&
+                 std::same_as<memory_system_t<G>, model_system_t<Model>>)
+    void apply_gradient(const G& grad) {
+        using detail::concat;
+        const value_type* g = tensor_traits<G>::system_data(grad);
+        const auto n = static_cast<std::size_t>(tensor_traits<G>::size(grad));
+        if (n != size_)
+            throw size_mismatch_error(
+                concat("node ", rank(), ": gradient has ", n, " elements, the model has ", size_));
+        if (const auto k = memory_.first_non_finite(g, n); k != n)
+            throw non_finite_error(concat("node ", rank(), ": gradient element ", k, " is ",
+                                          memory_.element(g, k), " at local step ",
+                                          stats_.local_steps,
+                                          "; the step was not applied and nothing was sent"));
+        const auto start = clock::now();
+        memory_.step(optimizer_, *model_, g, n);
         stats_.seconds_optimizer += seconds_since(start);
     }
 
@@ -216,7 +343,7 @@ public:
             if constexpr (exact) {
                 send_model_exact(peer, message_kind::request, id, p.sent.data());
             } else {
-                gather(*model_, std::span<value_type>(p.sent));
+                memory_.gather(*model_, p.sent);
                 if constexpr (recovers) p.raw = p.sent;          // S_i, for exact recovery
                 send(peer, message_kind::request, id, &p.sent);  // p.sent becomes D(m_i)
             }
@@ -265,7 +392,7 @@ public:
 
 private:
     using clock = std::chrono::steady_clock;
-    using buffer = std::vector<value_type>;
+    using buffer = typename memory_type::buffer;
 
     struct pending {
         std::uint64_t id;
@@ -283,7 +410,7 @@ private:
         std::size_t peer;
         clock::time_point start;
         std::vector<detail::fallback_range> ranges;
-        buffer own;  // S_j on the ranges, concatenated
+        std::vector<value_type> own;  // S_j on the ranges, concatenated (host memory)
     };
 
     static double seconds_since(clock::time_point t) {
@@ -317,15 +444,13 @@ private:
         std::vector<std::byte> bytes = take_bytes();
         std::size_t payload = raw_payload.size();
         if (values != nullptr) {
-            if (const auto k = detail::first_non_finite(values->data(), values->size());
-                k != values->size())
-                throw non_finite_error(
-                    detail::concat("node ", rank(), ": model element ", k, " is ", (*values)[k],
-                                   "; refusing to send a non-finite model to node ", peer));
+            if (const auto k = memory_.first_non_finite(*values); k != values->size())
+                throw non_finite_error(detail::concat(
+                    "node ", rank(), ": model element ", k, " is ", memory_.element(*values, k),
+                    "; refusing to send a non-finite model to node ", peer));
             bytes.resize(envelope_size + quantizer_.max_encoded_size(values->size()));
-            payload =
-                quantizer_.encode(std::span<value_type>(*values),
-                                  std::span<std::byte>(bytes).subspan(envelope_size), random_);
+            payload = memory_.encode(quantizer_, *values,
+                                     std::span<std::byte>(bytes).subspan(envelope_size), random_);
         } else {
             bytes.resize(envelope_size + payload);
             if (!raw_payload.empty())
@@ -535,13 +660,13 @@ private:
     /// default), validating it. Failed ranges are an error unless the quantizer recovers; then
     /// they are returned and the caller checks finiteness once it has patched them.
     decode_result decode_from(std::size_t peer, message_kind kind,
-                              std::span<const std::byte> payload,
-                              std::span<const value_type> reference, buffer* out = nullptr) {
+                              std::span<const std::byte> payload, const buffer& reference,
+                              buffer* out = nullptr) {
         using detail::concat;
         buffer& target = out == nullptr ? received_ : *out;
         decode_result result;
         try {
-            result = quantizer_.decode(payload, reference, std::span<value_type>(target));
+            result = memory_.decode(quantizer_, payload, reference, target);
         } catch (const size_mismatch_error& e) {
             throw size_mismatch_error(concat("node ", rank(), " (model of ", size_,
                                              " elements) got a ", to_string(kind), " from node ",
@@ -565,40 +690,16 @@ private:
         }
     }
 
-    void check_received_finite(std::size_t peer, message_kind kind) const {
-        if (const auto k = detail::first_non_finite(received_.data(), received_.size());
-            k != received_.size())
+    void check_received_finite(std::size_t peer, message_kind kind) {
+        if (const auto k = memory_.first_non_finite(received_); k != received_.size())
             throw message_error(detail::concat(
                 "node ", rank(), ": ", to_string(kind), " from node ", peer,
                 " decodes to a non-finite element ", k, "; the model was not changed"));
     }
 
-    /// Calls f(x, begin, n) for the model elements [r.begin, r.end) part by part: x points at
-    /// element `begin` of the flat model, inside one part, for n elements.
-    template <class F>
-    void for_each_in_range(std::size_t begin, std::size_t end, F&& f) {
-        for_each_part(*model_, [&](std::span<value_type> x, std::size_t offset) {
-            const std::size_t lo = std::max(begin, offset), hi = std::min(end, offset + x.size());
-            if (lo < hi) f(x.data() + (lo - offset), lo, hi - lo);
-        });
-    }
-
-    /// Largest |a[k] - b[k]| over the ranges.
-    static double max_difference(std::span<const detail::fallback_range> ranges,
-                                 const value_type* a, const value_type* b) {
-        double d = 0;
-        for (const auto& r : ranges)
-            for (std::size_t k = r.begin; k < r.end; ++k)
-                d = std::max(d, std::abs(double(a[k]) - double(b[k])));
-        return d;
-    }
-
     /// x += (received_ - own) / 2 over every part of the model.
-    void apply_half_difference(std::span<const value_type> own) {
-        for_each_part(*model_, [&](std::span<value_type> x, std::size_t offset) {
-            detail::add_half_difference(x.data(), received_.data() + offset, own.data() + offset,
-                                        x.size());
-        });
+    void apply_half_difference(const buffer& own) {
+        memory_.apply_half_difference(*model_, received_, own);
     }
 
     /// Tells `peer` why this node refuses an interaction, then rethrows locally.
@@ -653,7 +754,7 @@ private:
     void serve_request(const envelope& e, std::span<const std::byte> payload) {
         // Decode the initiator's snapshot against ours (refusing a bad one before answering),
         // then send our snapshot; own_ becomes D(m_j), what the initiator will reconstruct.
-        gather(*model_, std::span<value_type>(own_));
+        memory_.gather(*model_, own_);
         try {
             const auto result = decode_from(e.sender, e.kind, payload, own_);
             if constexpr (recovers)
@@ -683,27 +784,23 @@ private:
         stats_.failed_decode_elements += request.failed_elements();
         raw_own_ = own_;
         for (const auto& r : request.failed)  // no change there until the fixup
-            std::copy(own_.begin() + long(r.begin), own_.begin() + long(r.end),
-                      received_.begin() + long(r.begin));
+            memory_.copy_range(own_, received_, r.begin, r.end);
         check_received_finite(e.sender, e.kind);
         std::vector<std::byte> bytes = build(e.sender, &own_);  // own_ becomes D(m_j)
         const std::size_t quantized = bytes.size() - envelope_size;
         const auto predicted =
-            quantizer_.decode(std::span<const std::byte>(bytes).subspan(envelope_size), received_,
-                              std::span<value_type>(scratch_));
+            memory_.decode(quantizer_, std::span<const std::byte>(bytes).subspan(envelope_size),
+                           received_, scratch_);
         const auto fallback = detail::merge_ranges(request.failed, predicted.failed);
         std::uint8_t flags = 0;
         if (!fallback.empty()) {
             for (const auto& r : fallback) {
-                std::copy(raw_own_.begin() + long(r.begin), raw_own_.begin() + long(r.end),
-                          own_.begin() + long(r.begin));
+                memory_.copy_range(raw_own_, own_, r.begin, r.end);
                 // A range merged from F1 and an adjacent F2 range is wholly settled by the
                 // fixup: no change there now (else the F2 part would get our half twice).
-                if (r.needs_fixup)
-                    std::copy(raw_own_.begin() + long(r.begin), raw_own_.begin() + long(r.end),
-                              received_.begin() + long(r.begin));
+                if (r.needs_fixup) memory_.copy_range(raw_own_, received_, r.begin, r.end);
             }
-            detail::append_fallback<value_type>(bytes, fallback, raw_own_);
+            memory_.append_fallback(bytes, fallback, raw_own_);
             const std::size_t at = bytes.size();
             bytes.resize(at + 8);
             detail::store<std::uint64_t>(bytes.data() + at, quantized);
@@ -716,8 +813,7 @@ private:
             for (const auto& r : fallback) {
                 if (!r.needs_fixup) continue;
                 f.ranges.push_back(r);
-                f.own.insert(f.own.end(), raw_own_.begin() + long(r.begin),
-                             raw_own_.begin() + long(r.end));
+                memory_.append_range(f.own, raw_own_, r.begin, r.end);
             }
             fixups_.push_back(std::move(f));
         }
@@ -725,10 +821,9 @@ private:
         // the request (F1) is the initiator's step; its distance is observed at the fixup.
         // received_ equals raw_own_ on F1, so the distance below ignores F1.
         if (!predicted.ok())
-            quantizer_.on_failure(max_difference(fallback, raw_own_.data(), received_.data()));
+            quantizer_.on_failure(memory_.max_difference(fallback, raw_own_, received_));
         else
-            quantizer_.observe(std::span<const value_type>(raw_own_),
-                               std::span<const value_type>(received_));
+            memory_.observe(quantizer_, raw_own_, received_);
     }
 
     /// The initiator's side of a reply for quantizers that can fail: decode what can be,
@@ -766,30 +861,28 @@ private:
                                            "for them; the model was not changed"));
         }
         stats_.failed_decode_elements += result.failed_elements();
-        detail::copy_fallback_values<value_type>(section, std::span<value_type>(received_));
+        memory_.copy_fallback_values(section, received_);
         check_received_finite(e.sender, e.kind);
         std::vector<detail::fallback_range> fixup;
         for (const auto& r : section.ranges) {
             if (!r.needs_fixup) continue;
             fixup.push_back({r.begin, r.end, false});
-            std::copy(p.raw.begin() + long(r.begin), p.raw.begin() + long(r.end),
-                      p.sent.begin() + long(r.begin));  // we apply S_j - S_i there
+            memory_.copy_range(p.raw, p.sent, r.begin, r.end);  // we apply S_j - S_i there
         }
         apply_half_difference(p.sent);
         if (!fixup.empty()) {
             std::vector<std::byte> bytes = take_bytes();
             bytes.resize(envelope_size);
-            detail::append_fallback<value_type>(bytes, fixup, p.raw);
+            memory_.append_fallback(bytes, fixup, p.raw);
             post(e.sender, message_kind::fixup, e.interaction, std::move(bytes));
         }
         // Adapt OUR step: it is to blame if the responder could not decode our request (the
         // ranges it needs a fixup for); otherwise just observe the distance (the fallback
         // ranges included, now exact).
         if (!fixup.empty())
-            quantizer_.on_failure(max_difference(section.ranges, p.sent.data(), received_.data()));
+            quantizer_.on_failure(memory_.max_difference(section.ranges, p.sent, received_));
         else
-            quantizer_.observe(std::span<const value_type>(p.sent),
-                               std::span<const value_type>(received_));
+            memory_.observe(quantizer_, p.sent, received_);
         stats_.recovered_elements += detail::range_elements(section.ranges);
     }
 
@@ -823,15 +916,7 @@ private:
             k != theirs.size())
             throw message_error(concat("node ", rank(), ": fixup from node ", e.sender,
                                        " holds a non-finite value; the model was not changed"));
-        std::size_t at = 0;
-        for (const auto& r : f.ranges) {
-            const value_type* s_i = theirs.data() + at;
-            const value_type* s_j = f.own.data() + at;
-            for_each_in_range(r.begin, r.end, [&](value_type* x, std::size_t lo, std::size_t n) {
-                detail::add_half_difference(x, s_i + (lo - r.begin), s_j + (lo - r.begin), n);
-            });
-            at += r.end - r.begin;
-        }
+        memory_.add_half_difference_ranges(*model_, f.ranges, theirs.data(), f.own.data());
         // The initiator's step failed here, not ours: only observe the distance.
         quantizer_.observe(std::span<const value_type>(theirs), std::span<const value_type>(f.own));
     }
@@ -877,7 +962,7 @@ private:
         if constexpr (exact) {
             send_model_exact(e.sender, message_kind::pull_reply, e.interaction, nullptr);
         } else {
-            gather(*model_, std::span<value_type>(own_));
+            memory_.gather(*model_, own_);
             send_reply_of_own(e);
         }
         ++stats_.interactions_served;
@@ -903,18 +988,16 @@ private:
         if constexpr (exact) {
             apply_reply_exact(e, payload, p);
         } else if (e.kind == message_kind::pull_reply) {
-            gather(*model_, std::span<value_type>(own_));  // X_i <- (X_i + D(m_j)) / 2
+            memory_.gather(*model_, own_);  // X_i <- (X_i + D(m_j)) / 2
             const auto result = decode_from(e.sender, e.kind, payload, own_);
             if constexpr (recovers) {
                 // Pull is not mean-preserving anyway: failed ranges are simply not averaged.
                 for (const auto& r : result.failed)
-                    std::copy(own_.begin() + long(r.begin), own_.begin() + long(r.end),
-                              received_.begin() + long(r.begin));
+                    memory_.copy_range(own_, received_, r.begin, r.end);
                 check_received_finite(e.sender, e.kind);
                 stats_.failed_decode_elements += result.failed_elements();
                 if (result.ok())
-                    quantizer_.observe(std::span<const value_type>(own_),
-                                       std::span<const value_type>(received_));
+                    memory_.observe(quantizer_, own_, received_);
                 else
                     quantizer_.on_failure(0.0);
             }
@@ -994,7 +1077,8 @@ private:
     swarm_options options_;
     Quant quantizer_;
     std::size_t size_;
-    sgd<value_type> optimizer_;
+    memory_type memory_;
+    typename memory_type::optimizer_type optimizer_;
     rng random_;
     node_stats stats_;
     buffer own_;       // responder's snapshot, then D(m_own) (general path only)

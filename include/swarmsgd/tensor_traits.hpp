@@ -71,13 +71,16 @@ template <tensor T>
 ///     static std::size_t size(const my_device_tensor& t);    // number of elements
 ///     static float* system_data(my_device_tensor& t);        // contiguous, in that system
 ///     static const float* system_data(const my_device_tensor& t);
+///     static void copy_to_host(const my_device_tensor& t, float* out);    // size(t) values
+///     static void copy_from_host(const float* in, my_device_tensor& t);   // size(t) values
 /// };
 /// \endcode
 /// The pointers are only meaningful to code running in `memory_system` (Thrust algorithms or
-/// kernels of that system). Such a tensor is deliberately NOT a `tensor`: every host loop of
-/// the library (gather, the CPU quantizers, consensus) takes `tensor`s only, so device memory
-/// can never reach one by accident; a swarm_node runs a system tensor's operations through the
-/// back end of its memory system (docs/thrust.md).
+/// kernels of that system); copy_to_host / copy_from_host move the values across, for
+/// evaluation, I/O and statistics (never used by the algorithm itself). Such a tensor is
+/// deliberately NOT a `tensor`: every host loop of the library (gather, the CPU quantizers,
+/// consensus) takes `tensor`s only, so device memory can never reach one by accident; a swarm_node
+/// runs a system tensor's operations through the back end of its memory system (docs/thrust.md).
 template <class T>
 concept system_tensor = requires(T& t, const T& ct) {
     typename tensor_traits<std::remove_cv_t<T>>::value_type;
@@ -90,6 +93,10 @@ concept system_tensor = requires(T& t, const T& ct) {
     {
         tensor_traits<std::remove_cv_t<T>>::system_data(ct)
         } -> std::convertible_to<const typename tensor_traits<std::remove_cv_t<T>>::value_type*>;
+    tensor_traits<std::remove_cv_t<T>>::copy_to_host(
+        ct, static_cast<typename tensor_traits<std::remove_cv_t<T>>::value_type*>(nullptr));
+    tensor_traits<std::remove_cv_t<T>>::copy_from_host(
+        static_cast<const typename tensor_traits<std::remove_cv_t<T>>::value_type*>(nullptr), t);
 };
 
 /// Element type of a system tensor.

@@ -10,9 +10,23 @@
 /// with a host compiler and -DTHRUST_DEVICE_SYSTEM=THRUST_DEVICE_SYSTEM_CPP (or _OMP with
 /// OpenMP; CMake targets swarmsgd::thrust_cpp, swarmsgd::thrust_omp).
 
+#if !__has_include(<thrust/version.h>)
+#error \
+    "swarmsgd/thrust.hpp needs Thrust (Debian: apt-get install libthrust-dev libcub-dev, or the CCCL of a CUDA toolkit; CMake: link swarmsgd::thrust_cpp, swarmsgd::thrust_omp or swarmsgd::cuda)"
+#endif
+
+// The CUDA system's copies and errors (nvcc for THRUST_DEVICE_SYSTEM_CUDA): before anything
+// that copies memory is instantiated.
+#include <thrust/detail/config.h>
+#if defined(__CUDACC__) && THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+#include "cuda/system.hpp"
+#endif
+
 #include "thrust/codec.hpp"
 #include "thrust/model_ops.hpp"
+#include "thrust/node_memory.hpp"
 #include "thrust/quantizers.hpp"
-#include "thrust/system.hpp"  // #error when Thrust is missing
+#include "thrust/sgd.hpp"
+#include "thrust/system.hpp"
 #include "thrust/system_buffer.hpp"
 #include "thrust/tensor.hpp"

@@ -4,8 +4,8 @@
 /// them), run IN THE MODEL'S MEMORY SYSTEM with Thrust algorithms over the element functions
 /// shared with the CPU path (detail/kernels.hpp): snapshot copies (gather / scatter /
 /// copy_model), axpby, the averaging step, squared distance, max |difference| and the
-/// all-finite check. Nothing here copies a model through host memory except to_host /
-/// from_host, which exist to do exactly that.
+/// all-finite check. Nothing here copies a model through host memory (model.hpp's to_host /
+/// from_host exist to do exactly that, for evaluation and statistics).
 ///
 /// Every model argument of one call must have the same layout (the same parts, of the same
 /// sizes); flat buffers (system_span) have model_size elements. Mismatches throw
@@ -75,6 +75,13 @@ struct average_op {
         x[k] = mean;
         y[k] = mean;
     }
+};
+
+template <class V>
+struct fill_value {
+    V* x;
+    V value;
+    SWARMSGD_HOST_DEVICE void operator()(std::size_t k) const { x[k] = value; }
 };
 
 template <class V>
@@ -317,33 +324,6 @@ template <system_model M>
 template <system_model M>
 [[nodiscard]] bool all_finite(const M& m) {
     return first_non_finite(m) == model_size(m);
-}
-
-/// Copies the model into host memory (`out` has model_size elements): for evaluation, I/O and
-/// consensus statistics, never used by the algorithm itself.
-template <system_model M>
-void to_host(const M& m, std::span<model_value_t<M>> out) {
-    using S = model_system_t<M>;
-    detail::require<size_mismatch_error>(model_size(m) == out.size(), "to_host: model has ",
-                                         model_size(m), " elements, buffer ", out.size());
-    detail::device_call("swarmsgd: to_host", [&] {
-        for_each_system_part(m, [&](const auto* p, std::size_t n, std::size_t offset) {
-            detail::system_ops<S>::to_host(p, n, out.data() + offset);
-        });
-    });
-}
-
-/// Copies host values (model_size of them) into the model.
-template <system_model M>
-void from_host(std::span<const model_value_t<M>> in, M& m) {
-    using S = model_system_t<M>;
-    detail::require<size_mismatch_error>(model_size(m) == in.size(), "from_host: model has ",
-                                         model_size(m), " elements, buffer ", in.size());
-    detail::device_call("swarmsgd: from_host", [&] {
-        for_each_system_part(m, [&](auto* p, std::size_t n, std::size_t offset) {
-            detail::system_ops<S>::to_system(in.data() + offset, n, p);
-        });
-    });
 }
 
 }  // namespace swarmsgd

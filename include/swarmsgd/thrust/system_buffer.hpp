@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "../errors.hpp"
+#include "../tensor_traits.hpp"
 #include "system.hpp"
 
 namespace swarmsgd {
@@ -142,6 +143,47 @@ private:
     T* data_ = nullptr;
     std::size_t size_ = 0;
     std::size_t capacity_ = 0;
+};
+
+/// `system_span<float|double, S>` is a system tensor: a view into memory of S the caller keeps
+/// alive (for instance a gradient, or one layer of a parameter buffer).
+template <tensor_value V, class S>
+struct tensor_traits<system_span<V, S>> {
+    using value_type = V;     ///< Element type.
+    using memory_system = S;  ///< Memory system.
+    /// Number of elements.
+    static std::size_t size(const system_span<V, S>& t) noexcept { return t.size(); }
+    /// Storage in S (a view: its constness does not protect the elements).
+    static V* system_data(const system_span<V, S>& t) noexcept { return t.data(); }
+    /// Copies the values to host memory.
+    static void copy_to_host(const system_span<V, S>& t, V* out) {
+        detail::system_ops<S>::to_host(t.data(), t.size(), out);
+    }
+    /// Copies host values into the viewed memory.
+    static void copy_from_host(const V* in, const system_span<V, S>& t) {
+        detail::system_ops<S>::to_system(in, t.size(), t.data());
+    }
+};
+
+/// `system_buffer<float|double, S>` is a system tensor.
+template <tensor_value V, class S>
+struct tensor_traits<system_buffer<V, S>> {
+    using value_type = V;     ///< Element type.
+    using memory_system = S;  ///< Memory system.
+    /// Number of elements.
+    static std::size_t size(const system_buffer<V, S>& t) noexcept { return t.size(); }
+    /// Storage in S.
+    static V* system_data(system_buffer<V, S>& t) noexcept { return t.data(); }
+    /// Storage in S (read-only).
+    static const V* system_data(const system_buffer<V, S>& t) noexcept { return t.data(); }
+    /// Copies the values to host memory.
+    static void copy_to_host(const system_buffer<V, S>& t, V* out) {
+        detail::system_ops<S>::to_host(t.data(), t.size(), out);
+    }
+    /// Copies host values into the buffer.
+    static void copy_from_host(const V* in, system_buffer<V, S>& t) {
+        detail::system_ops<S>::to_system(in, t.size(), t.data());
+    }
 };
 
 /// Copies `from` (system memory) into the host span `to` of the same size.

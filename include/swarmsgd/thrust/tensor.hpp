@@ -40,6 +40,16 @@ struct thrust_system_vector_traits {
     static const value_type* system_data(const Vec& v) noexcept {
         return thrust::raw_pointer_cast(v.data());
     }
+    /// Copies the size(v) values to host memory.
+    static void copy_to_host(const Vec& v, value_type* out) {
+        device_call("swarmsgd: copy to the host",
+                    [&] { system_ops<memory_system>::to_host(system_data(v), v.size(), out); });
+    }
+    /// Copies size(v) host values into v.
+    static void copy_from_host(const value_type* in, Vec& v) {
+        device_call("swarmsgd: copy from the host",
+                    [&] { system_ops<memory_system>::to_system(in, v.size(), system_data(v)); });
+    }
 };
 }  // namespace detail
 

@@ -32,11 +32,6 @@ struct ef_new_residual {
     const V* v;
     SWARMSGD_HOST_DEVICE void operator()(std::size_t k) const { e[k] = v[k] - x[k]; }
 };
-template <class V>
-struct fill_zero {
-    V* x;
-    SWARMSGD_HOST_DEVICE void operator()(std::size_t k) const { x[k] = V(0); }
-};
 }  // namespace detail
 
 /// error_feedback<Q> in system S (Q must have a codec in S).
@@ -53,7 +48,7 @@ struct system_codec<error_feedback<Q>, S> {
         return detail::device_call("swarmsgd: error_feedback encode", [&] {
             if (residual_.size() != n) {
                 residual_.resize(n);
-                detail::system_for_each<S>(n, detail::fill_zero<V>{residual_.data()});
+                detail::system_for_each<S>(n, detail::fill_value<V>{residual_.data(), V(0)});
             }
             scratch_.resize(n);
             detail::system_for_each<S>(
