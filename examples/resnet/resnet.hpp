@@ -277,8 +277,8 @@ private:
         nn::conv2d_shape conv;
         std::size_t weight = 0, gamma = 0, beta = 0;    ///< trainable offsets
         std::size_t running_mean = 0, running_var = 0;  ///< offsets in the buffer
-        std::vector<T> xhat;  ///< [C_out][B][out_h][out_w] normalized conv output
-        std::vector<T> y;     ///< [C_out][B][out_h][out_w] output (after BN, add, ReLU)
+        std::vector<T> z;  ///< [C_out][B][out_h][out_w] conv output (BN input)
+        std::vector<T> y;  ///< [C_out][B][out_h][out_w] output (after BN, add, ReLU)
         std::vector<T> mean, var, invstd;  ///< [C_out] batch statistics
         /// Values per channel of the output: B * out_h * out_w.
         [[nodiscard]] std::size_t values(int batch) const noexcept {
@@ -371,7 +371,7 @@ private:
         std::size_t largest = 0;
         for_each_unit([&](unit& u) {
             const std::size_t n = u.size(max_batch_);
-            u.xhat.assign(n, T(0));
+            u.z.assign(n, T(0));
             u.y.assign(n, T(0));
             const auto ch = static_cast<std::size_t>(u.conv.out_channels);
             u.mean.assign(ch, T(0));
@@ -427,14 +427,14 @@ private:
         }
     }
 
-    /// u.y = epilogue(BN_train(conv(x))); stages the running statistics in running_.
+    /// u.z = conv(x), u.y = epilogue(BN_train(u.z)); stages the running statistics in running_.
     void unit_forward_train(unit& u, const T* p, const T* x, int batch,
                             nn::batch_norm_epilogue<T> epilogue) {
-        nn::conv2d_forward(u.conv, batch, p + u.weight, x, u.y.data(), ws_);
+        nn::conv2d_forward(u.conv, batch, p + u.weight, x, u.z.data(), ws_);
         const std::size_t n = u.values(batch);
-        nn::batch_norm_forward_train(u.conv.out_channels, n, u.y.data(), p + u.gamma, p + u.beta,
-                                     eps, epilogue, u.xhat.data(), u.y.data(), u.mean.data(),
-                                     u.var.data(), u.invstd.data(), ws_.threads);
+        nn::batch_norm_forward_train(u.conv.out_channels, n, u.z.data(), p + u.gamma, p + u.beta,
+                                     eps, epilogue, u.y.data(), u.mean.data(), u.var.data(),
+                                     u.invstd.data(), ws_.threads);
         nn::batch_norm_update_running(u.conv.out_channels, n, u.mean.data(), u.var.data(), momentum,
                                       running_.data() + (u.running_mean - trainable_),
                                       running_.data() + (u.running_var - trainable_));
@@ -455,9 +455,9 @@ private:
     /// accumulate; skipped when dx is null).
     void unit_backward(unit& u, const T* p, T* g, const T* x, const T* dy, T* d_conv,
                        const T* relu_out, int batch, T* dx, bool accumulate) {
-        nn::batch_norm_backward(u.conv.out_channels, u.values(batch), u.xhat.data(), p + u.gamma,
-                                u.invstd.data(), relu_out, dy, d_conv, g + u.gamma, g + u.beta,
-                                ws_.threads);
+        nn::batch_norm_backward(u.conv.out_channels, u.values(batch), u.z.data(), p + u.gamma,
+                                u.mean.data(), u.invstd.data(), relu_out, dy, d_conv, g + u.gamma,
+                                g + u.beta, ws_.threads);
         nn::conv2d_backward(u.conv, batch, p + u.weight, x, d_conv, g + u.weight, dx, accumulate,
                             ws_);
     }

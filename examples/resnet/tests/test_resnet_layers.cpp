@@ -181,12 +181,10 @@ TEST_CASE("batch_norm: statistics, running update, eval, and backward by finite 
     auto residual = random_vector(channels * n, 13);
     const auto r = random_vector(channels * n, 14);
 
-    std::vector<double> xhat(x.size()), y(x.size()), mean(channels), var(channels),
-        invstd(channels);
+    std::vector<double> y(x.size()), mean(channels), var(channels), invstd(channels);
     const auto forward = [&](nn::batch_norm_epilogue<double> e) {
         nn::batch_norm_forward_train(channels, n, x.data(), gamma.data(), beta.data(), eps, e,
-                                     xhat.data(), y.data(), mean.data(), var.data(), invstd.data(),
-                                     2);
+                                     y.data(), mean.data(), var.data(), invstd.data(), 2);
         return dot(r, y);
     };
 
@@ -236,7 +234,7 @@ TEST_CASE("batch_norm: statistics, running update, eval, and backward by finite 
     SUBCASE("backward, no epilogue") {
         forward({});
         std::vector<double> dx(x.size()), dgamma(channels), dbeta(channels);
-        nn::batch_norm_backward(channels, n, xhat.data(), gamma.data(), invstd.data(),
+        nn::batch_norm_backward(channels, n, x.data(), gamma.data(), mean.data(), invstd.data(),
                                 static_cast<const double*>(nullptr), r.data(), dx.data(),
                                 dgamma.data(), dbeta.data(), 2);
         const auto loss = [&] { return forward({}); };
@@ -247,8 +245,8 @@ TEST_CASE("batch_norm: statistics, running update, eval, and backward by finite 
     SUBCASE("backward, fused relu (mask from the output), dx aliasing dy") {
         forward({nullptr, true});
         std::vector<double> dx = r, dgamma(channels), dbeta(channels);
-        nn::batch_norm_backward(channels, n, xhat.data(), gamma.data(), invstd.data(), y.data(),
-                                dx.data(), dx.data(), dgamma.data(), dbeta.data(), 1);
+        nn::batch_norm_backward(channels, n, x.data(), gamma.data(), mean.data(), invstd.data(),
+                                y.data(), dx.data(), dx.data(), dgamma.data(), dbeta.data(), 1);
         const auto loss = [&] { return forward({nullptr, true}); };
         check_gradient("dx", x, dx, loss);
         check_gradient("dgamma", gamma, dgamma, loss);
@@ -259,13 +257,36 @@ TEST_CASE("batch_norm: statistics, running update, eval, and backward by finite 
         loss();
         std::vector<double> g(x.size()), dx(x.size()), dgamma(channels), dbeta(channels);
         nn::relu_backward(x.size(), y.data(), r.data(), g.data());
-        nn::batch_norm_backward(channels, n, xhat.data(), gamma.data(), invstd.data(),
+        nn::batch_norm_backward(channels, n, x.data(), gamma.data(), mean.data(), invstd.data(),
                                 static_cast<const double*>(nullptr), g.data(), dx.data(),
                                 dgamma.data(), dbeta.data(), 2);
         check_gradient("dx", x, dx, loss);
         check_gradient("dgamma", gamma, dgamma, loss);
         check_gradient("dbeta", beta, dbeta, loss);
         check_gradient("dresidual", residual, g, loss);
+    }
+}
+
+TEST_CASE("batch_norm: statistics over several chunks, float, large mean") {
+    // 5000 values per channel (3 chunks of the one-pass merge), mean 1000 >> std 1: the merged
+    // float statistics stay close to the exact double ones.
+    const int channels = 2;
+    const std::size_t n = 5000;
+    const auto noise = random_vector(channels * n, 15);
+    std::vector<float> x(noise.size()), y(noise.size()), mean(channels), var(channels),
+        invstd(channels);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(1000.0 + noise[i]);
+    const std::vector<float> gamma = {1.0F, 2.0F}, beta = {0.0F, 1.0F};
+    nn::batch_norm_forward_train(channels, n, x.data(), gamma.data(), beta.data(), 1e-5F, {},
+                                 y.data(), mean.data(), var.data(), invstd.data(), 1);
+    for (int c = 0; c < channels; ++c) {
+        double m = 0, v = 0;
+        for (std::size_t i = 0; i < n; ++i) m += x[c * n + i];
+        m /= n;
+        for (std::size_t i = 0; i < n; ++i) v += (x[c * n + i] - m) * (x[c * n + i] - m);
+        v /= n;
+        CHECK(mean[c] == doctest::Approx(m).epsilon(1e-6));
+        CHECK(var[c] == doctest::Approx(v).epsilon(1e-4));
     }
 }
 
