@@ -35,7 +35,7 @@ template <class T>
 template <class T>
 [[nodiscard]] std::size_t conv2d_scratch_size(const conv2d_shape& s, int batch,
                                               const scratch<T>& ws) noexcept {
-    return uses_row_lowering(s, ws) ? 2 * row_lowered_size(s)
+    return uses_row_lowering(s, ws) ? std::max(row_lowered_size(s), row_lowered_size(transposed(s)))
                                     : s.col_size(batch, sizeof(T), ws.col_budget);
 }
 
@@ -93,9 +93,9 @@ void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, c
     ws.reserve(ws.threads, conv2d_scratch_size(s, batch, ws), s.weight_count());
     const int threads = ws.threads;
     const bool by_rows = uses_row_lowering(s, ws);
-    if (by_rows) {
+    if (by_rows) {  // d(loss)/dx is the forward of the transposed convolution on dy
         if (ws.weights.size() < s.weight_count()) ws.weights.resize(s.weight_count());
-        rearrange_weights(s, w, ws.weights.data());
+        rearrange_weights_transposed(s, w, ws.weights.data());
     }
     const int group = by_rows ? 1 : s.group_images(batch, sizeof(T), ws.col_budget);
     const int groups = (batch + group - 1) / group;
@@ -119,10 +119,13 @@ void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, c
             const int images = std::min(group, batch - b0);
             if (by_rows) {
                 T* xr = ws.col[tid].data();
-                T* dxr = dx == nullptr ? nullptr : xr + row_lowered_size(s);
                 lower_rows(s, batch, x, b0, xr);
-                row_lowered_backward(s, batch, ws.weights.data(), xr, dy, b0, partial, dxr);
-                if (dxr != nullptr) raise_rows(s, batch, dxr, b0, dx, !accumulate);
+                row_lowered_weight_gradient(s, batch, xr, dy, b0, partial);
+                if (dx != nullptr) {
+                    const conv2d_shape t = transposed(s);
+                    lower_rows(t, batch, dy, b0, xr);
+                    row_lowered_forward(t, batch, ws.weights.data(), xr, b0, dx, accumulate);
+                }
                 continue;
             }
             const Eigen::Index n = idx(static_cast<std::size_t>(images) * s.out_plane());

@@ -44,6 +44,32 @@ void rearrange_weights(const conv2d_shape& s, const T* w, T* wr) {
                         w[((static_cast<std::size_t>(o) * s.in_channels + c) * k + kh) * k + kw];
 }
 
+/// The convolution whose forward is the input gradient of `s`: d(loss)/dx = conv(dy, w') with
+/// C_in and C_out swapped and the kernel flipped, w'[c][o][kh][kw] = w[o][c][k-1-kh][k-1-kw]
+/// (a stride-1 "same" convolution is its own shape's transpose up to the channel swap).
+[[nodiscard]] inline conv2d_shape transposed(const conv2d_shape& s) noexcept {
+    conv2d_shape t = s;
+    t.in_channels = s.out_channels;
+    t.out_channels = s.in_channels;
+    return t;
+}
+
+/// w [C_out][C_in][k][k] -> wr of transposed(s): wr[kh][c][o * k + kw] = w[o][c][k-1-kh][k-1-kw].
+template <class T>
+void rearrange_weights_transposed(const conv2d_shape& s, const T* w, T* wr) {
+    const int k = s.kernel;
+    for (int o = 0; o < s.out_channels; ++o)
+        for (int c = 0; c < s.in_channels; ++c)
+            for (int kh = 0; kh < k; ++kh)
+                for (int kw = 0; kw < k; ++kw)
+                    wr[((static_cast<std::size_t>(k - 1 - kh) * s.in_channels + c) *
+                            s.out_channels +
+                        o) *
+                           k +
+                       (k - 1 - kw)] =
+                        w[((static_cast<std::size_t>(o) * s.in_channels + c) * k + kh) * k + kw];
+}
+
 namespace row_lowering_detail {
 
 /// One kernel column kw: xr row (c, kw) holds the plane shifted left by dx = kw - pad; its
@@ -96,35 +122,12 @@ void lower_rows(const conv2d_shape& s, int batch, const T* x, int b, T* xr) {
     }
 }
 
-/// The adjoint of lower_rows: adds dxr (same shape as xr) into image b of dx, or writes it
-/// (overwrite = true: dx's old values are ignored). dxr is scratch: its padding is zeroed.
-template <class T>
-void raise_rows(const conv2d_shape& s, int batch, T* dxr, int b, T* dx, bool overwrite) {
-    const std::size_t cols = row_lowered_cols(s), plane = s.in_plane();
-    const std::size_t top = static_cast<std::size_t>(s.pad) * static_cast<std::size_t>(s.in_w);
-    for (int c = 0; c < s.in_channels; ++c) {
-        T* dst = dx + (static_cast<std::size_t>(c) * batch + b) * plane;
-        const auto row = [&](int kw) {
-            return dxr + (static_cast<std::size_t>(c) * s.kernel + kw) * cols + top;
-        };
-        if (overwrite) {  // the center column tap covers every pixel: it writes, the others add
-            vector_map<T>(dst, idx(plane)) = const_vector_map<T>(row(s.pad), idx(plane));
-        }
-        for (int kw = 0; kw < s.kernel; ++kw) {
-            if (overwrite && kw == s.pad) continue;
-            const auto t = row_lowering_detail::tap(s, kw);
-            T* src = row(kw);
-            row_lowering_detail::zero_padding_columns(s, t, src);  // dropped, not wrapped around
-            vector_map<T>(dst + t.j0 + t.dx, t.j1 - t.j0) +=
-                const_vector_map<T>(src + t.j0, t.j1 - t.j0);
-        }
-    }
-}
-
-/// Forward of image b: y[b] = sum over kh of wr[kh] * (xr shifted by kh rows).
+/// Forward of image b: y[b] = sum over kh of wr[kh] * (xr shifted by kh rows), written, or
+/// added to y[b] when accumulate.
 ///   wr from rearrange_weights, xr from lower_rows, y: [C_out][batch][in_h][in_w].
 template <class T>
-void row_lowered_forward(const conv2d_shape& s, int batch, const T* wr, const T* xr, int b, T* y) {
+void row_lowered_forward(const conv2d_shape& s, int batch, const T* wr, const T* xr, int b, T* y,
+                         bool accumulate = false) {
     const Eigen::Index ck = idx(static_cast<std::size_t>(s.in_channels) * s.kernel);
     const Eigen::Index n = idx(s.out_plane());
     const Eigen::Index cols = idx(row_lowered_cols(s));
@@ -135,7 +138,7 @@ void row_lowered_forward(const conv2d_shape& s, int batch, const T* wr, const T*
                                   s.out_channels, ck, Eigen::OuterStride<>(ck));
         const const_row_map<T> X(xr + static_cast<std::size_t>(kh) * s.in_w, ck, n,
                                  Eigen::OuterStride<>(cols));
-        if (kh == 0) {
+        if (kh == 0 && !accumulate) {
             Y.noalias() = Wk * X;
         } else {
             Y.noalias() += Wk * X;
@@ -143,12 +146,12 @@ void row_lowered_forward(const conv2d_shape& s, int batch, const T* wr, const T*
     }
 }
 
-/// Backward of image b: adds d(loss)/d(wr) into dwr ([k] column-major C_out x (C_in k)
-/// matrices) and, when dxr is not null, writes d(loss)/d(xr) into dxr (then raise_rows).
-///   dy: [C_out][batch][in_h][in_w].
+/// Weight gradient of image b: adds d(loss)/d(wr) into dwr ([k] column-major C_out x (C_in k)
+/// matrices, the order of rearrange_weights).  xr: lower_rows of image b of the forward input,
+/// dy: [C_out][batch][in_h][in_w].
 template <class T>
-void row_lowered_backward(const conv2d_shape& s, int batch, const T* wr, const T* xr, const T* dy,
-                          int b, T* dwr, T* dxr) {
+void row_lowered_weight_gradient(const conv2d_shape& s, int batch, const T* xr, const T* dy, int b,
+                                 T* dwr) {
     using col_major = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
     const Eigen::Index ck = idx(static_cast<std::size_t>(s.in_channels) * s.kernel);
     const Eigen::Index n = idx(s.out_plane());
@@ -162,19 +165,6 @@ void row_lowered_backward(const conv2d_shape& s, int batch, const T* wr, const T
             dY * const_row_map<T>(xr + static_cast<std::size_t>(kh) * s.in_w, ck, n,
                                   Eigen::OuterStride<>(cols))
                      .transpose();
-    }
-    if (dxr == nullptr) return;
-    // kh = 0 writes columns [0, n); the last 2 pad rows are written by no kh = 0 term: zero them
-    row_map<T>(dxr + n, ck, cols - n, Eigen::OuterStride<>(cols)).setZero();
-    for (int kh = 0; kh < s.kernel; ++kh) {
-        const const_row_map<T> Wk(wr + kh * wk_size, s.out_channels, ck, Eigen::OuterStride<>(ck));
-        row_map<T> dX(dxr + static_cast<std::size_t>(kh) * s.in_w, ck, n,
-                      Eigen::OuterStride<>(cols));
-        if (kh == 0) {
-            dX.noalias() = Wk.transpose() * dY;
-        } else {
-            dX.noalias() += Wk.transpose() * dY;
-        }
     }
 }
 

@@ -116,30 +116,27 @@ TEST_CASE("conv2d: forward is the definition, backward matches finite difference
     }
 }
 
-TEST_CASE("conv2d: raise_rows is the adjoint of lower_rows") {
+TEST_CASE("conv2d: the row lowering shifted by kh rows is im2col's row (c, kh, kw)") {
     for (const auto& s :
          {nn::conv2d_shape::make(2, 3, 3, 1, 6, 5), nn::conv2d_shape::make(3, 1, 5, 1, 4, 7)}) {
+        CAPTURE(s.kernel);
         const int batch = 3;
         const auto x =
             random_vector(static_cast<std::size_t>(s.in_channels) * batch * s.in_plane(), 6);
-        const auto r = random_vector(nn::row_lowered_size(s), 7);
-        std::vector<double> xr(r.size(), 9.0), back(x.size(), 0.5), scratch_r = r;
+        std::vector<double> xr(nn::row_lowered_size(s), 9.0), col(s.col_rows() * s.out_plane());
         nn::lower_rows(s, batch, x.data(), 1, xr.data());
-        nn::raise_rows(s, batch, scratch_r.data(), 1, back.data(), false);
-        double inside = 0;  // <x, back - 0.5> over image 1 only
+        nn::im2col(s, batch, x.data(), 1, 1, col.data());
+        const std::size_t cols = nn::row_lowered_cols(s);
         for (int c = 0; c < s.in_channels; ++c)
-            for (std::size_t p = 0; p < s.in_plane(); ++p) {
-                const std::size_t at = (static_cast<std::size_t>(c) * batch + 1) * s.in_plane() + p;
-                inside += x[at] * (back[at] - 0.5);
-            }
-        CHECK(dot(xr, r) == doctest::Approx(inside).epsilon(1e-12));
-        // overwrite ignores what dx held
-        std::vector<double> written(x.size(), 0.5);
-        scratch_r = r;
-        nn::raise_rows(s, batch, scratch_r.data(), 1, written.data(), true);
-        for (std::size_t i = 0; i < x.size(); ++i)
-            REQUIRE(written[i] ==
-                    doctest::Approx(back[i] - (i / s.in_plane() % batch == 1 ? 0.5 : 0.0)));
+            for (int kh = 0; kh < s.kernel; ++kh)
+                for (int kw = 0; kw < s.kernel; ++kw)
+                    for (std::size_t j = 0; j < s.out_plane(); ++j)
+                        REQUIRE(
+                            xr[(static_cast<std::size_t>(c) * s.kernel + kw) * cols +
+                               static_cast<std::size_t>(kh) * s.in_w + j] ==
+                            col[((static_cast<std::size_t>(c) * s.kernel + kh) * s.kernel + kw) *
+                                    s.out_plane() +
+                                j]);
     }
 }
 
