@@ -28,6 +28,13 @@
 
 using namespace swarmsgd;
 
+/// A Thrust system of its own that runs Thrust's CPP algorithms (a custom back end derived
+/// from the CPP execution policy), with the GPU's inner chunk of 8 codes.
+struct gpu_shaped_tag : thrust::system::cpp::detail::execution_policy<gpu_shaped_tag> {};
+template <>
+inline constexpr std::size_t swarmsgd::detail::inner_chunk<gpu_shaped_tag> = 8;
+static_assert(host_accessible_system_v<gpu_shaped_tag>);
+
 namespace {
 
 template <class V>
@@ -215,20 +222,26 @@ void check_quantizer(const Q& q, std::size_t n, double center = 0, double spread
     }
 }
 
-// The systems each test runs in: this build's device system, and the CPP (and OMP) systems.
+// The systems each test runs in: this build's device system, the CPP (and OMP) systems, and a
+// CPP system with the GPU's loop structure (groups of 8 codes per step, see
+// detail::inner_chunk), so that the GPU's loops are checked on any machine.
 struct device_system {
     using tag = thrust::device_system_tag;
 };
 struct cpp_system {
     using tag = thrust::cpp::tag;
 };
+struct gpu_shaped_system {
+    using tag = gpu_shaped_tag;
+    static_assert(detail::inner_chunk<tag> == 8);
+};
 #if defined(_OPENMP)
 struct omp_system {
     using tag = thrust::omp::tag;
 };
-#define SWARMSGD_TEST_SYSTEMS device_system, cpp_system, omp_system
+#define SWARMSGD_TEST_SYSTEMS device_system, cpp_system, gpu_shaped_system, omp_system
 #else
-#define SWARMSGD_TEST_SYSTEMS device_system, cpp_system
+#define SWARMSGD_TEST_SYSTEMS device_system, cpp_system, gpu_shaped_system
 #endif
 
 const std::size_t sizes[] = {0, 1, 7, 8, 9, 255, 1000, 4099};

@@ -66,6 +66,13 @@ private:
     system_buffer<std::byte, S> copy_;
 };
 
+/// Elements per inner chunk of the codecs' loops in system S: 256 where S runs on the CPU (a
+/// vectorizable loop over an L1-resident array of codes, packed once per chunk), 8 on a GPU
+/// (one group of 8 codes in registers per step). A multiple of 8, so chunks that start on a
+/// multiple of 8 start on a byte of the packed stream.
+template <class S>
+inline constexpr std::size_t inner_chunk = host_accessible_system_v<S> ? 256 : 8;
+
 /// Number of pieces of `size` in n: ceil(n / size).
 [[nodiscard]] constexpr std::size_t count_of(std::size_t n, std::size_t size) noexcept {
     return n / size + (n % size != 0 ? 1 : 0);

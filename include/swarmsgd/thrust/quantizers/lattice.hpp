@@ -98,7 +98,7 @@ struct lattice_finish_bucket {
 
 /// Encodes one segment (x in place, codes packed to codes_out, checksum sums to `sums`);
 /// status[segment] = 1 (and nothing written) when some |x / eps| exceeds the index range.
-template <unsigned B, bool Stochastic, class V>
+template <unsigned B, bool Stochastic, class V, std::size_t Chunk>
 struct lattice_encode_segment {
     V* x;
     std::byte* codes_out;
@@ -109,25 +109,28 @@ struct lattice_encode_segment {
     double eps;
     std::uint64_t key;
 
+    /// Encodes [k, pe) (k a multiple of 8) with kernel kr; returns the sum of the terms.
     template <class A>
-    SWARMSGD_HOST_DEVICE std::uint32_t piece(const lattice_kernel<V, A>& kr, std::size_t k,
+    SWARMSGD_HOST_DEVICE std::uint32_t piece(const lattice_kernel<V, A> kr, std::size_t k,
                                              std::size_t pe, std::uint32_t pos0) const {
         using C = lattice_code_t<B>;
+        V* SWARMSGD_RESTRICT const xs = x;
+        const std::uint64_t random_key = key;
         std::uint32_t sum = 0;
         std::uint32_t position = lattice_position_key(pos0);
-        for (std::size_t g = k; g < pe; g += 8) {
-            const std::size_t mm = pe - g < 8 ? pe - g : 8;
-            C codes[8];
+        for (std::size_t g = k; g < pe; g += Chunk) {
+            const std::size_t mm = pe - g < Chunk ? pe - g : Chunk;
+            C codes[Chunk] = {};
             for (std::size_t i = 0; i < mm; ++i) {
                 typename lattice_kernel<V, A>::encoded e;
                 if constexpr (Stochastic)
-                    e = kr.encode_one(x[g + i], uniform01_at(key, g + i));
+                    e = kr.encode_one(xs[g + i], uniform01_at(random_key, g + i));
                 else
-                    e = kr.encode_one(x[g + i]);
+                    e = kr.encode_one(xs[g + i]);
                 codes[i] = static_cast<C>(e.code);
                 sum += lattice_checksum_term(e.coarse, position);
                 position += lattice_position_step;
-                x[g + i] = e.value;
+                xs[g + i] = e.value;
             }
             pack_block<B>(codes, mm, codes_out + packed_bytes(g, B));
         }
@@ -170,7 +173,7 @@ struct lattice_encode_segment {
 };
 
 /// Decodes one segment against y into out (y == out: in place) and checks its checksums.
-template <unsigned B, class V>
+template <unsigned B, class V, std::size_t Chunk>
 struct lattice_decode_segment {
     const std::byte* codes_in;
     const V* y;
@@ -182,34 +185,37 @@ struct lattice_decode_segment {
     double fast_max;
     float fast_max_f;
 
-    /// Decodes [k, pe) with kernel kr; `outside` (when not null) records whether some |y_i|
-    /// exceeded fast_max_f or was NaN (the float path's precondition, checked on the way).
-    template <class A>
-    SWARMSGD_HOST_DEVICE std::uint32_t piece(const lattice_kernel<V, A>& kr, std::size_t k,
-                                             std::size_t pe, std::uint32_t pos0,
-                                             bool* outside) const {
+    /// Decodes [k, pe) with kernel kr against `ref` (== out when decoding in place); with
+    /// Check, `outside` records whether some |y_i| exceeded fast_max_f or was NaN (the float
+    /// path's precondition, checked on the way).
+    template <class A, bool Check>
+    SWARMSGD_HOST_DEVICE std::uint32_t piece(const lattice_kernel<V, A> kr, const V* ref,
+                                             std::size_t k, std::size_t pe, std::uint32_t pos0,
+                                             bool& outside) const {
         using C = lattice_code_t<B>;
+        V* const o = out;
+        const float limit = fast_max_f;
         std::uint32_t sum = 0;
         std::uint32_t position = lattice_position_key(pos0);
         unsigned bad = 0;
-        for (std::size_t g = k; g < pe; g += 8) {
-            const std::size_t mm = pe - g < 8 ? pe - g : 8;
-            C codes[8];
+        for (std::size_t g = k; g < pe; g += Chunk) {
+            const std::size_t mm = pe - g < Chunk ? pe - g : Chunk;
+            C codes[Chunk] = {};
             unpack_block<B>(codes_in + packed_bytes(g, B), mm, codes);
             for (std::size_t i = 0; i < mm; ++i) {
-                const V yi = in_place ? out[g + i] : y[g + i];
-                if (outside != nullptr) {
+                const V yi = ref[g + i];
+                if constexpr (Check) {
                     const float a = std::bit_cast<float>(
                         std::bit_cast<std::uint32_t>(static_cast<float>(yi)) & 0x7FFFFFFFu);
-                    bad |= a <= fast_max_f ? 0u : 1u;
+                    bad |= a <= limit ? 0u : 1u;
                 }
                 const auto d = kr.decode_one(codes[i], yi);
                 sum += lattice_checksum_term(d.coarse, position);
                 position += lattice_position_step;
-                out[g + i] = d.value;
+                o[g + i] = d.value;
             }
         }
-        if (outside != nullptr) *outside = bad != 0;
+        if constexpr (Check) outside = bad != 0;
         return sum;
     }
 
@@ -228,19 +234,20 @@ struct lattice_decode_segment {
             const std::size_t bucket_end = (bucket_index + 1) * sums.bucket;
             const std::size_t pe = e < bucket_end ? e : bucket_end;
             const auto pos0 = static_cast<std::uint32_t>(k - bucket_index * sums.bucket);
+            const V* const ref = in_place ? out : y;
             std::uint32_t sum = 0;
             bool done = false;
+            bool outside = false;
             if constexpr (std::is_same_v<V, float>) {
                 if (fast) {
-                    sum = piece(kf, k, pe, pos0, nullptr);
+                    sum = piece<float, false>(kf, ref, k, pe, pos0, outside);
                     done = true;
                 } else if (fast_ok && !in_place) {
-                    bool outside = false;
-                    sum = piece(kf, k, pe, pos0, &outside);
+                    sum = piece<float, true>(kf, ref, k, pe, pos0, outside);
                     done = !outside;
                 }
             }
-            if (!done) sum = piece(kd, k, pe, pos0, nullptr);
+            if (!done) sum = piece<double, false>(kd, ref, k, pe, pos0, outside);
             sums.piece_done(segment, bucket_index, sum);
             k = pe;
         }
@@ -253,6 +260,7 @@ struct lattice_decode_segment {
 template <tensor_value V, class S>
 struct system_codec<lattice_quantizer<V>, S> {
     using Q = lattice_quantizer<V>;  ///< the quantizer
+    static constexpr std::size_t chunk = detail::inner_chunk<S>;
 
     /// As lattice_quantizer::encode: the current step, the same payload (parameters, codes,
     /// checksums), reconstruction, rng draw and exceptions.
@@ -304,12 +312,12 @@ struct system_codec<lattice_quantizer<V>, S> {
                     if (o.stochastic)
                         detail::system_for_each<S>(
                             segments,
-                            detail::lattice_encode_segment<B(), true, V>{
+                            detail::lattice_encode_segment<B(), true, V, chunk>{
                                 values.data(), codes_out, status_.data(), sums, kd, kf, eps, key});
                     else
                         detail::system_for_each<S>(
                             segments,
-                            detail::lattice_encode_segment<B(), false, V>{
+                            detail::lattice_encode_segment<B(), false, V, chunk>{
                                 values.data(), codes_out, status_.data(), sums, kd, kf, eps, key});
                 }
             });
@@ -364,7 +372,7 @@ struct system_codec<lattice_quantizer<V>, S> {
             detail::bitpack_dispatch(bits, [&](auto B) {
                 if constexpr (B() >= 2)
                     detail::system_for_each<S>(
-                        segments, detail::lattice_decode_segment<B(), V>{
+                        segments, detail::lattice_decode_segment<B(), V, chunk>{
                                       codes_in, y, o, sums, kd, kf, fast_ok, in_place, fast_max,
                                       static_cast<float>(fast_max)});
             });

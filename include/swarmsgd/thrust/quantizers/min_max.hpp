@@ -1,10 +1,10 @@
 #pragma once
 /// \file thrust/quantizers/min_max.hpp
 /// min_max_quantizer in a Thrust system. Encode: one work item per bucket scans it
-/// (detail::scan_bucket), builds its min_max_kernel and encodes it group of 8 by group of 8
+/// (detail::scan_bucket), builds its min_max_kernel and encodes it chunk by chunk
 /// (kernel.encode / encode_nearest, detail::pack_block), the CPU's own functions. Decode: the
 /// payload is validated on the host (min_max_quantizer's checks), then one work item per
-/// group of 8 codes unpacks and decodes them in the system.
+/// chunk of codes (detail::inner_chunk: 8 on a GPU) unpacks and decodes them in the system.
 /// On an encode error (a non-finite value, a range beyond float) the exception is the CPU
 /// one; `values` may then hold the reconstruction of any bucket but the failing ones.
 
@@ -23,9 +23,10 @@ namespace swarmsgd {
 
 namespace detail {
 
-/// Encodes bucket b (scan, kernel, codes, reconstruction); status[b]: 0 done, 1 a non-finite
-/// element, 2 a range beyond the float range (nothing of the bucket written then).
-template <unsigned B, bool Stochastic, class V>
+/// Encodes bucket b (scan, kernel, codes, reconstruction) Chunk elements at a time;
+/// status[b]: 0 done, 1 a non-finite element, 2 a range beyond the float range (nothing of the
+/// bucket written then).
+template <unsigned B, bool Stochastic, class V, std::size_t Chunk>
 struct min_max_encode_bucket {
     V* x;
     std::byte* data;  // first bucket's metadata
@@ -37,7 +38,7 @@ struct min_max_encode_bucket {
         constexpr unsigned levels = (1u << B) - 1u;
         const std::size_t b0 = b * bucket;
         const std::size_t m = bucket < n - b0 ? bucket : n - b0;
-        V* const xb = x + b0;
+        V* SWARMSGD_RESTRICT const xb = x + b0;
         const auto range = scan_bucket(xb, m);
         if (!range.finite) {
             status[b] = 1;
@@ -56,14 +57,15 @@ struct min_max_encode_bucket {
         store_any<float>(meta, kernel.lo);
         store_any<float>(meta + 4, kernel.scale);
         std::byte* const codes_out = meta + 8;
-        for (std::size_t j0 = 0; j0 < m; j0 += 8) {
-            const std::size_t mm = m - j0 < 8 ? m - j0 : 8;
-            std::uint8_t codes[8];
+        const std::uint64_t random_key = key;
+        for (std::size_t j0 = 0; j0 < m; j0 += Chunk) {
+            const std::size_t mm = m - j0 < Chunk ? m - j0 : Chunk;
+            std::uint8_t codes[Chunk] = {};
             for (std::size_t i = 0; i < mm; ++i) {
                 std::uint8_t c;
                 if constexpr (Stochastic)
                     c = static_cast<std::uint8_t>(
-                        kernel.encode(to_float(xb[j0 + i]), uniform01_at(key, b0 + j0 + i)));
+                        kernel.encode(to_float(xb[j0 + i]), uniform01_at(random_key, b0 + j0 + i)));
                 else
                     c = static_cast<std::uint8_t>(kernel.encode_nearest(to_float(xb[j0 + i])));
                 codes[i] = c;
@@ -74,24 +76,29 @@ struct min_max_encode_bucket {
     }
 };
 
-/// Decodes the group of 8 codes starting at element 8g.
-template <unsigned B, class V>
-struct min_max_decode_group {
+/// Decodes elements [Chunk u, Chunk (u + 1)), bucket by bucket.
+template <unsigned B, class V, std::size_t Chunk>
+struct min_max_decode_unit {
     const std::byte* data;
     V* y;
     std::size_t n, bucket, stride;
 
-    SWARMSGD_HOST_DEVICE void operator()(std::size_t g) const {
+    SWARMSGD_HOST_DEVICE void operator()(std::size_t u) const {
         constexpr unsigned levels = (1u << B) - 1u;
-        const std::size_t k0 = 8 * g;
-        const std::size_t b = k0 / bucket;
-        const std::byte* const meta = data + b * stride;
-        const auto kernel =
-            min_max_kernel::for_decode(load_any<float>(meta), load_any<float>(meta + 4), levels);
-        const std::size_t mm = n - k0 < 8 ? n - k0 : 8;
-        std::uint8_t codes[8];
-        unpack_block<B>(meta + 8 + packed_bytes(k0 - b * bucket, B), mm, codes);
-        for (std::size_t i = 0; i < mm; ++i) y[k0 + i] = static_cast<V>(kernel.decode(codes[i]));
+        const std::size_t k1 = n - Chunk * u < Chunk ? n : Chunk * (u + 1);
+        V* SWARMSGD_RESTRICT const out = y;
+        for (std::size_t k = Chunk * u; k < k1;) {
+            const std::size_t b = k / bucket;
+            const std::size_t end = (b + 1) * bucket < k1 ? (b + 1) * bucket : k1;
+            const std::byte* const meta = data + b * stride;
+            const auto kernel = min_max_kernel::for_decode(load_any<float>(meta),
+                                                           load_any<float>(meta + 4), levels);
+            std::uint8_t codes[Chunk] = {};
+            unpack_block<B>(meta + 8 + packed_bytes(k - b * bucket, B), end - k, codes);
+            for (std::size_t i = 0; i < end - k; ++i)
+                out[k + i] = static_cast<V>(kernel.decode(codes[i]));
+            k = end;
+        }
     }
 };
 
@@ -101,6 +108,7 @@ struct min_max_decode_group {
 template <tensor_value V, class S>
 struct system_codec<min_max_quantizer<V>, S> {
     using Q = min_max_quantizer<V>;  ///< the quantizer
+    static constexpr std::size_t chunk = detail::inner_chunk<S>;
 
     /// As min_max_quantizer::encode (same payload, reconstruction and exceptions).
     std::size_t encode(const Q& q, system_span<V, S> values, system_span<std::byte, S> out,
@@ -128,13 +136,14 @@ struct system_codec<min_max_quantizer<V>, S> {
                 const std::size_t stride =
                     Q::bucket_meta_size + detail::packed_bytes(o.bucket, B());
                 if (o.stochastic)
-                    detail::system_for_each<S>(buckets, detail::min_max_encode_bucket<B(), true, V>{
-                                                            values.data(), data, status_.data(), n,
-                                                            o.bucket, stride, key});
+                    detail::system_for_each<S>(
+                        buckets,
+                        detail::min_max_encode_bucket<B(), true, V, chunk>{
+                            values.data(), data, status_.data(), n, o.bucket, stride, key});
                 else
                     detail::system_for_each<S>(
                         buckets,
-                        detail::min_max_encode_bucket<B(), false, V>{
+                        detail::min_max_encode_bucket<B(), false, V, chunk>{
                             values.data(), data, status_.data(), n, o.bucket, stride, key});
             });
             const std::size_t bad = detail::first_flagged<S>(status_.data(), buckets);
@@ -193,9 +202,9 @@ struct system_codec<min_max_quantizer<V>, S> {
         detail::device_call("swarmsgd: min_max decode", [&] {
             const std::byte* staged = staged_.stage(payload) + payload_header_size + Q::params_size;
             detail::bitpack_dispatch8(bits, [&](auto B) {
-                detail::system_for_each<S>(
-                    detail::count_of(n, 8),
-                    detail::min_max_decode_group<B(), V>{staged, out.data(), n, bucket, stride});
+                detail::system_for_each<S>(detail::count_of(n, chunk),
+                                           detail::min_max_decode_unit<B(), V, chunk>{
+                                               staged, out.data(), n, bucket, stride});
             });
         });
         return {};

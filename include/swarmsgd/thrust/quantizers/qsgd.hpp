@@ -2,12 +2,12 @@
 /// \file thrust/quantizers/qsgd.hpp
 /// qsgd_quantizer in a Thrust system. Encode: one work item per bucket computes its norm with
 /// detail::sum_of_squares (the CPU function: the same summation order, so the same norm), builds
-/// the qsgd_kernel and encodes the bucket group of 8 by group of 8 with the counter RNG of the
+/// the qsgd_kernel and encodes the bucket chunk by chunk with the counter RNG of the
 /// element's global index. Decode: the payload is validated on the host (parameters, norms,
-/// padding), the levels are checked and the codes decoded in the system, one group of 8 per
-/// work item. On an encode error `values` may hold the reconstruction of any bucket but the
-/// failing ones. Byte-identity with the CPU also needs the same floating-point contraction:
-/// compile CUDA code with -fmad=false for it (docs/thrust.md).
+/// padding), the levels are checked and the codes decoded in the system, one chunk of codes
+/// (detail::inner_chunk: 8 on a GPU) per work item. On an encode error `values` may hold the
+/// reconstruction of any bucket but the failing ones. Byte-identity with the CPU also needs the
+/// same floating-point contraction: compile CUDA code with -fmad=false for it (docs/thrust.md).
 
 #include <thrust/functional.h>
 #include <thrust/transform_reduce.h>
@@ -27,8 +27,9 @@ namespace swarmsgd {
 
 namespace detail {
 
-/// Encodes bucket b; status[b]: 0 done, 1 its norm (or top level) is not finite.
-template <unsigned B, class V>
+/// Encodes bucket b, Chunk elements at a time; status[b]: 0 done, 1 its norm (or top level) is
+/// not finite.
+template <unsigned B, class V, std::size_t Chunk>
 struct qsgd_encode_bucket {
     V* x;
     std::byte* data;
@@ -40,7 +41,7 @@ struct qsgd_encode_bucket {
     SWARMSGD_HOST_DEVICE void operator()(std::size_t b) const {
         const std::size_t b0 = b * bucket;
         const std::size_t m = bucket < n - b0 ? bucket : n - b0;
-        V* const xb = x + b0;
+        V* SWARMSGD_RESTRICT const xb = x + b0;
         const double sum = sum_of_squares(xb, m);
         const float min_norm = static_cast<float>(levels) * FLT_MIN;  // exact
         float norm = static_cast<float>(std::sqrt(sum));
@@ -58,12 +59,13 @@ struct qsgd_encode_bucket {
         std::byte* const meta = data + b * stride;
         store_any<float>(meta, norm);
         std::byte* const codes_out = meta + 4;
-        for (std::size_t j0 = 0; j0 < m; j0 += 8) {
-            const std::size_t mm = m - j0 < 8 ? m - j0 : 8;
-            std::uint16_t codes[8];
+        const std::uint64_t random_key = key;
+        for (std::size_t j0 = 0; j0 < m; j0 += Chunk) {
+            const std::size_t mm = m - j0 < Chunk ? m - j0 : Chunk;
+            std::uint16_t codes[Chunk] = {};
             for (std::size_t i = 0; i < mm; ++i) {
                 const auto c = static_cast<std::uint16_t>(
-                    kernel.encode(to_float(xb[j0 + i]), uniform01_at(key, b0 + j0 + i)));
+                    kernel.encode(to_float(xb[j0 + i]), uniform01_at(random_key, b0 + j0 + i)));
                 codes[i] = c;
                 xb[j0 + i] = static_cast<V>(kernel.decode(c));
             }
@@ -72,42 +74,59 @@ struct qsgd_encode_bucket {
     }
 };
 
-/// Index of the first code above the top level in the group of 8 at element 8g, or n.
-template <unsigned B>
+/// Calls f(codes, count, k, b) for the runs of codes of elements [Chunk u, Chunk (u + 1)) that
+/// lie in one bucket b (k: the run's first element), unpacked into a local array.
+template <unsigned B, std::size_t Chunk, class F>
+SWARMSGD_HOST_DEVICE inline void qsgd_for_each_run(const std::byte* data, std::size_t n,
+                                                   std::size_t bucket, std::size_t stride,
+                                                   std::size_t u, F&& f) {
+    const std::size_t k1 = n - Chunk * u < Chunk ? n : Chunk * (u + 1);
+    for (std::size_t k = Chunk * u; k < k1;) {
+        const std::size_t b = k / bucket;
+        const std::size_t end = (b + 1) * bucket < k1 ? (b + 1) * bucket : k1;
+        std::uint16_t codes[Chunk] = {};
+        unpack_block<B>(data + b * stride + 4 + packed_bytes(k - b * bucket, B), end - k, codes);
+        f(codes, end - k, k, b);
+        k = end;
+    }
+}
+
+/// Index of the first code above the top level among elements [Chunk u, Chunk (u + 1)), or n.
+template <unsigned B, std::size_t Chunk>
 struct qsgd_first_bad_level {
     const std::byte* data;
     std::size_t n, bucket, stride;
     unsigned limit;  // largest valid code
 
-    SWARMSGD_HOST_DEVICE std::size_t operator()(std::size_t g) const {
-        const std::size_t k0 = 8 * g;
-        const std::size_t b = k0 / bucket;
-        const std::size_t mm = n - k0 < 8 ? n - k0 : 8;
-        std::uint16_t codes[8];
-        unpack_block<B>(data + b * stride + 4 + packed_bytes(k0 - b * bucket, B), mm, codes);
-        for (std::size_t i = 0; i < mm; ++i)
-            if (codes[i] > limit) return k0 + i;
-        return n;
+    SWARMSGD_HOST_DEVICE std::size_t operator()(std::size_t u) const {
+        std::size_t bad = n;
+        qsgd_for_each_run<B, Chunk>(
+            data, n, bucket, stride, u,
+            [&](const std::uint16_t* codes, std::size_t m, std::size_t k, std::size_t) {
+                for (std::size_t i = 0; i < m && bad == n; ++i)
+                    if (codes[i] > limit) bad = k + i;
+            });
+        return bad;
     }
 };
 
-/// Decodes the group of 8 codes at element 8g.
-template <unsigned B, class V>
-struct qsgd_decode_group {
+/// Decodes elements [Chunk u, Chunk (u + 1)).
+template <unsigned B, class V, std::size_t Chunk>
+struct qsgd_decode_unit {
     const std::byte* data;
     V* y;
     std::size_t n, bucket, stride;
     unsigned levels;
 
-    SWARMSGD_HOST_DEVICE void operator()(std::size_t g) const {
-        const std::size_t k0 = 8 * g;
-        const std::size_t b = k0 / bucket;
-        const std::byte* const meta = data + b * stride;
-        const auto kernel = qsgd_kernel::make(load_any<float>(meta), levels);
-        const std::size_t mm = n - k0 < 8 ? n - k0 : 8;
-        std::uint16_t codes[8];
-        unpack_block<B>(meta + 4 + packed_bytes(k0 - b * bucket, B), mm, codes);
-        for (std::size_t i = 0; i < mm; ++i) y[k0 + i] = static_cast<V>(kernel.decode(codes[i]));
+    SWARMSGD_HOST_DEVICE void operator()(std::size_t u) const {
+        V* SWARMSGD_RESTRICT const out = y;
+        qsgd_for_each_run<B, Chunk>(
+            data, n, bucket, stride, u,
+            [&](const std::uint16_t* codes, std::size_t m, std::size_t k, std::size_t b) {
+                const auto kernel = qsgd_kernel::make(load_any<float>(data + b * stride), levels);
+                for (std::size_t i = 0; i < m; ++i)
+                    out[k + i] = static_cast<V>(kernel.decode(codes[i]));
+            });
     }
 };
 
@@ -123,6 +142,7 @@ struct index_min {
 template <tensor_value V, class S>
 struct system_codec<qsgd_quantizer<V>, S> {
     using Q = qsgd_quantizer<V>;  ///< the quantizer
+    static constexpr std::size_t chunk = detail::inner_chunk<S>;
 
     /// As qsgd_quantizer::encode (same payload, reconstruction, rng draw and exceptions).
     std::size_t encode(const Q& q, system_span<V, S> values, system_span<std::byte, S> out,
@@ -149,7 +169,7 @@ struct system_codec<qsgd_quantizer<V>, S> {
                 if constexpr (B() >= 2) {
                     const std::size_t stride =
                         Q::bucket_meta_size + detail::packed_bytes(o.bucket, B());
-                    detail::system_for_each<S>(buckets, detail::qsgd_encode_bucket<B(), V>{
+                    detail::system_for_each<S>(buckets, detail::qsgd_encode_bucket<B(), V, chunk>{
                                                             values.data(), data, status_.data(), n,
                                                             o.bucket, stride, o.levels, key});
                 }
@@ -204,7 +224,7 @@ struct system_codec<qsgd_quantizer<V>, S> {
         }
         detail::device_call("swarmsgd: qsgd decode", [&] {
             const std::byte* staged = staged_.stage(payload) + payload_header_size + Q::params_size;
-            const std::size_t groups = detail::count_of(n, 8);
+            const std::size_t groups = detail::count_of(n, chunk);
             detail::bitpack_dispatch(bits, [&](auto B) {
                 if constexpr (B() >= 2) {
                     // Every code field can hold a level above s unless s + 1 is a power of two.
@@ -212,15 +232,15 @@ struct system_codec<qsgd_quantizer<V>, S> {
                         const std::size_t bad = thrust::transform_reduce(
                             detail::system_ops<S>::policy(), detail::index_iterator(0),
                             detail::index_iterator(groups),
-                            detail::qsgd_first_bad_level<B()>{staged, n, bucket, stride,
-                                                              levels << 1 | 1u},
+                            detail::qsgd_first_bad_level<B(), chunk>{staged, n, bucket, stride,
+                                                                     levels << 1 | 1u},
                             n, detail::index_min{});
                         require<message_error>(bad == n, "qsgd payload element ", bad,
                                                " has a level above ", levels);
                     }
                     detail::system_for_each<S>(
-                        groups, detail::qsgd_decode_group<B(), V>{staged, out.data(), n, bucket,
-                                                                  stride, levels});
+                        groups, detail::qsgd_decode_unit<B(), V, chunk>{staged, out.data(), n,
+                                                                        bucket, stride, levels});
                 }
             });
         });
