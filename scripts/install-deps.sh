@@ -8,6 +8,7 @@ PACKAGES=(
     build-essential cmake ninja-build ccache g++ clang libclang-rt-14-dev
     libeigen3-dev doctest-dev libbenchmark-dev zlib1g-dev
     dataset-fashion-mnist gnuplot-nox libopenmpi-dev openmpi-bin mpich libmpich-dev
+    libthrust-dev libcub-dev
 )
 
 missing=()
