@@ -93,8 +93,8 @@ struct scratch {
     int threads = 1;  ///< threads the layers use (see the file comment)
     /// Bytes an im2col matrix may take: groups of images are sized to stay within it (L2).
     std::size_t col_budget = 1024 * 1024;
-    /// Stride-1 "same" convolutions of planes of at least this many pixels use the row
-    /// lowering (row_lowering.hpp), smaller ones im2col (tests set it to force either).
+    /// Convolutions with kernel > 1 and output planes of at least this many pixels use the row
+    /// lowering (row_lowering.hpp), the others im2col (tests set it to force either).
     std::size_t row_lowering_min_plane = 64;
     std::vector<T> weights;  ///< weights rearranged for the row lowering (shared by threads)
     std::vector<std::vector<T>> col;    ///< per thread: im2col matrix of one image group

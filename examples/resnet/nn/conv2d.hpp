@@ -3,9 +3,11 @@
 /// 2-D convolution without bias (batch norm follows every convolution of the ResNet), square or
 /// rectangular images, any kernel, stride and zero padding; used with 3x3 pad 1 and 1x1 pad 0,
 /// stride 1 or 2. Lowered to GEMMs (Eigen) in one of two ways, per image group:
-///   - row lowering (row_lowering.hpp) for stride-1 "same" convolutions of planes of at least
-///     scratch::row_lowering_min_plane pixels: only the kernel's columns are unrolled, the
-///     kernel's rows become `kernel` GEMMs over shifted views (a third of im2col's copying);
+///   - row lowering (row_lowering.hpp) for kernels k > 1 with output planes of at least
+///     scratch::row_lowering_min_plane pixels, one image at a time: only the kernel's columns
+///     are unrolled, the kernel's rows become k GEMMs over shifted views (a third of im2col's
+///     copying for 3x3); for stride-1 "same" convolutions the input gradient is the forward of
+///     the transposed convolution, otherwise the adjoint of the lowering;
 ///   - im2col (im2col.hpp) otherwise, over groups of images whose im2col matrix fits
 ///     scratch::col_budget (the L2 cache); a 1x1 stride-1 convolution needs no lowering at all.
 ///
@@ -27,16 +29,16 @@ namespace swarmsgd::examples::resnet::nn {
 /// Whether conv2d lowers `s` by rows (row_lowering.hpp) rather than by im2col.
 template <class T>
 [[nodiscard]] bool uses_row_lowering(const conv2d_shape& s, const scratch<T>& ws) noexcept {
-    return !s.pointwise() && s.stride == 1 && s.out_h == s.in_h && s.out_w == s.in_w &&
-           s.in_plane() >= ws.row_lowering_min_plane;
+    return s.kernel > 1 && s.out_plane() >= ws.row_lowering_min_plane;
 }
 
 /// Scratch elements per thread that conv2d needs for `s` and a batch of `batch`.
 template <class T>
 [[nodiscard]] std::size_t conv2d_scratch_size(const conv2d_shape& s, int batch,
                                               const scratch<T>& ws) noexcept {
-    return uses_row_lowering(s, ws) ? std::max(row_lowered_size(s), row_lowered_size(transposed(s)))
-                                    : s.col_size(batch, sizeof(T), ws.col_budget);
+    if (!uses_row_lowering(s, ws)) return s.col_size(batch, sizeof(T), ws.col_budget);
+    return is_same_stride1(s) ? std::max(row_lowered_size(s), row_lowered_size(transposed(s)))
+                              : row_lowered_size(s);
 }
 
 /// Forward: y = conv(x, w).
@@ -93,9 +95,13 @@ void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, c
     ws.reserve(ws.threads, conv2d_scratch_size(s, batch, ws), s.weight_count());
     const int threads = ws.threads;
     const bool by_rows = uses_row_lowering(s, ws);
-    if (by_rows) {  // d(loss)/dx is the forward of the transposed convolution on dy
+    if (by_rows) {
         if (ws.weights.size() < s.weight_count()) ws.weights.resize(s.weight_count());
-        rearrange_weights_transposed(s, w, ws.weights.data());
+        if (is_same_stride1(s)) {  // d(loss)/dx: the forward of the transposed convolution
+            rearrange_weights_transposed(s, w, ws.weights.data());
+        } else {
+            rearrange_weights(s, w, ws.weights.data());
+        }
     }
     const int group = by_rows ? 1 : s.group_images(batch, sizeof(T), ws.col_budget);
     const int groups = (batch + group - 1) / group;
@@ -121,10 +127,14 @@ void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, c
                 T* xr = ws.col[tid].data();
                 lower_rows(s, batch, x, b0, xr);
                 row_lowered_weight_gradient(s, batch, xr, dy, b0, partial);
-                if (dx != nullptr) {
+                if (dx == nullptr) continue;
+                if (is_same_stride1(s)) {
                     const conv2d_shape t = transposed(s);
                     lower_rows(t, batch, dy, b0, xr);
                     row_lowered_forward(t, batch, ws.weights.data(), xr, b0, dx, accumulate);
+                } else {
+                    row_lowered_input_gradient(s, batch, ws.weights.data(), dy, b0, xr);
+                    raise_rows(s, batch, xr, b0, dx, !accumulate);
                 }
                 continue;
             }

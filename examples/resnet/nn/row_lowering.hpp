@@ -1,15 +1,20 @@
 #pragma once
 /// \file row_lowering.hpp
-/// Row lowering of a stride-1 "same" convolution (out = in, kernel k = 2 pad + 1): only the
-/// kernel's columns are unrolled, one image at a time,
-///   xr [(c, kw)][(r, col)],  r in [0, in_h + 2 pad):  xr = x[c][b][r - pad][col + kw - pad]
-///   (0 outside the image), a (k * C_in) x ((in_h + 2 pad) * in_w) row-major matrix,
-/// and the kernel's rows become k GEMMs over views of xr shifted down by kh image rows:
-///   y[b] = sum over kh of w_kh * xr[:, kh * in_w : kh * in_w + in_h * in_w],
-///   w_kh [C_out][(c, kw)] = w[o][c][kh][kw]   (rearranged_weights)
-/// The view of each kh is a plain strided matrix because xr has explicit zero rows above and
-/// below the image and explicit zero columns at its left and right edges. For 3x3 kernels this
-/// copies a third of what im2col copies, for GEMMs of the same total size.
+/// Row lowering of a convolution with kernel k > 1: only the kernel's COLUMNS are unrolled,
+/// one image at a time, and the kernel's rows become k GEMMs over shifted views.
+///
+///   xr [(c, kw)][(p, q, ow)],  p in [0, stride), q in [0, Q),  Q = (k - 1) / stride + out_h:
+///       xr = x[c][b][stride * q + p - pad][stride * ow + kw - pad]   (0 outside the image)
+///   a (C_in k) x (stride * Q * out_w) row-major matrix: for each input row phase p, the rows
+///   stride * q + p - pad of the image, column-subsampled for kw. The output row oh of kernel
+///   row kh reads input row stride * oh + kh - pad = stride * (oh + kh / stride) + kh % stride
+///   - pad, so for each kh the taps of all the outputs are one plain strided view of xr:
+///       y[b] = sum over kh of w_kh * xr[:, view(kh) : view(kh) + out_h * out_w],
+///       view(kh) = (kh % stride * Q + kh / stride) * out_w,
+///       w_kh [C_out][(c, kw)] = w[o][c][kh][kw]   (rearrange_weights).
+/// With stride 1 and "same" padding, xr is the image with zero rows above and below, shifted
+/// by kw columns (one contiguous copy per row of xr). For 3x3 kernels this copies a third of
+/// what im2col copies, for GEMMs of the same total size.
 
 #include "common.hpp"
 #include "conv2d_shape.hpp"
@@ -19,15 +24,34 @@
 
 namespace swarmsgd::examples::resnet::nn {
 
-/// Columns of xr: (in_h + 2 pad) * in_w.
+/// Q: rows of xr per input-row phase.
+[[nodiscard]] inline std::size_t row_lowered_phase_rows(const conv2d_shape& s) noexcept {
+    return static_cast<std::size_t>((s.kernel - 1) / s.stride + s.out_h);
+}
+
+/// Columns of xr: stride * Q * out_w.
 [[nodiscard]] inline std::size_t row_lowered_cols(const conv2d_shape& s) noexcept {
-    return static_cast<std::size_t>(s.in_h + 2 * s.pad) * static_cast<std::size_t>(s.in_w);
+    return static_cast<std::size_t>(s.stride) * row_lowered_phase_rows(s) *
+           static_cast<std::size_t>(s.out_w);
 }
 
 /// Elements of xr for one image: k * C_in * row_lowered_cols.
 [[nodiscard]] inline std::size_t row_lowered_size(const conv2d_shape& s) noexcept {
     return static_cast<std::size_t>(s.kernel) * static_cast<std::size_t>(s.in_channels) *
            row_lowered_cols(s);
+}
+
+/// Where the view of kernel row kh starts in each row of xr.
+[[nodiscard]] inline std::size_t row_view(const conv2d_shape& s, int kh) noexcept {
+    return (static_cast<std::size_t>(kh % s.stride) * row_lowered_phase_rows(s) +
+            static_cast<std::size_t>(kh / s.stride)) *
+           static_cast<std::size_t>(s.out_w);
+}
+
+/// Stride 1, "same" padding: the input gradient is the forward of transposed(s), and xr rows
+/// are plain shifted copies of the image.
+[[nodiscard]] inline bool is_same_stride1(const conv2d_shape& s) noexcept {
+    return s.stride == 1 && s.out_h == s.in_h && s.out_w == s.in_w;
 }
 
 /// w [C_out][C_in][k][k] -> wr [k][C_out][C_in * k] with wr[kh][o][c * k + kw] = w[o][c][kh][kw].
@@ -44,9 +68,9 @@ void rearrange_weights(const conv2d_shape& s, const T* w, T* wr) {
                         w[((static_cast<std::size_t>(o) * s.in_channels + c) * k + kh) * k + kw];
 }
 
-/// The convolution whose forward is the input gradient of `s`: d(loss)/dx = conv(dy, w') with
-/// C_in and C_out swapped and the kernel flipped, w'[c][o][kh][kw] = w[o][c][k-1-kh][k-1-kw]
-/// (a stride-1 "same" convolution is its own shape's transpose up to the channel swap).
+/// The convolution whose forward is the input gradient of a stride-1 "same" `s`:
+/// d(loss)/dx = conv(dy, w') with C_in and C_out swapped and the kernel flipped,
+/// w'[c][o][kh][kw] = w[o][c][k-1-kh][k-1-kw].
 [[nodiscard]] inline conv2d_shape transposed(const conv2d_shape& s) noexcept {
     conv2d_shape t = s;
     t.in_channels = s.out_channels;
@@ -72,32 +96,39 @@ void rearrange_weights_transposed(const conv2d_shape& s, const T* w, T* wr) {
 
 namespace row_lowering_detail {
 
-/// One kernel column kw: xr row (c, kw) holds the plane shifted left by dx = kw - pad; its
-/// columns outside [ow_lo, ow_hi) are padding.
+/// Kernel column kw: the output columns [ow_lo, ow_hi) read inside the image, at input column
+/// stride * ow + dx; the others are padding.
 struct column_tap {
-    std::ptrdiff_t dx, j0, j1;  ///< xr_plane[j] = x_plane[j + dx] for j in [j0, j1)
-    std::ptrdiff_t ow_lo, ow_hi;
+    int dx, ow_lo, ow_hi;
 };
 
 [[nodiscard]] inline column_tap tap(const conv2d_shape& s, int kw) noexcept {
-    const std::ptrdiff_t w = s.in_w, plane = static_cast<std::ptrdiff_t>(s.in_plane());
+    const auto ceil_div = [](int a, int b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); };
     column_tap t{};
     t.dx = kw - s.pad;
-    t.j0 = std::clamp<std::ptrdiff_t>(-t.dx, 0, plane);
-    t.j1 = std::clamp<std::ptrdiff_t>(plane - t.dx, t.j0, plane);
-    t.ow_lo = std::clamp<std::ptrdiff_t>(-t.dx, 0, w);
-    t.ow_hi = std::clamp<std::ptrdiff_t>(w - t.dx, t.ow_lo, w);
+    t.ow_lo = std::clamp(ceil_div(-t.dx, s.stride), 0, s.out_w);
+    t.ow_hi = std::clamp(ceil_div(s.in_w - t.dx, s.stride), t.ow_lo, s.out_w);
     return t;
 }
 
-/// Zeroes the padding columns of an image-sized plane (strided stores, a few per row).
-template <class T>
-void zero_padding_columns(const conv2d_shape& s, const column_tap& t, T* plane) {
-    const std::ptrdiff_t w = s.in_w;
-    for (std::ptrdiff_t k = 0; k < t.ow_lo; ++k)
-        for (std::ptrdiff_t r = 0; r < s.in_h; ++r) plane[r * w + k] = T(0);
-    for (std::ptrdiff_t k = t.ow_hi; k < w; ++k)
-        for (std::ptrdiff_t r = 0; r < s.in_h; ++r) plane[r * w + k] = T(0);
+/// Calls f(row of xr, tap, q-row start in that row, input row ih or -1) for every out_w-long
+/// segment of xr (general strides; the stride-1 "same" case has a faster path).
+template <class F>
+void for_each_row_segment(const conv2d_shape& s, F&& f) {
+    const std::size_t q_rows = row_lowered_phase_rows(s);
+    for (int c = 0; c < s.in_channels; ++c) {
+        for (int kw = 0; kw < s.kernel; ++kw) {
+            const auto t = tap(s, kw);
+            const std::size_t row = static_cast<std::size_t>(c) * s.kernel + kw;
+            for (int p = 0; p < s.stride; ++p) {
+                for (std::size_t q = 0; q < q_rows; ++q) {
+                    const int ih = s.stride * static_cast<int>(q) + p - s.pad;
+                    f(c, row, t, (static_cast<std::size_t>(p) * q_rows + q) * s.out_w,
+                      ih >= 0 && ih < s.in_h ? ih : -1);
+                }
+            }
+        }
+    }
 }
 
 }  // namespace row_lowering_detail
@@ -106,25 +137,70 @@ void zero_padding_columns(const conv2d_shape& s, const column_tap& t, T* plane) 
 template <class T>
 void lower_rows(const conv2d_shape& s, int batch, const T* x, int b, T* xr) {
     const std::size_t cols = row_lowered_cols(s), plane = s.in_plane();
-    const std::size_t top = static_cast<std::size_t>(s.pad) * static_cast<std::size_t>(s.in_w);
-    for (int c = 0; c < s.in_channels; ++c) {
-        const T* src = x + (static_cast<std::size_t>(c) * batch + b) * plane;
-        for (int kw = 0; kw < s.kernel; ++kw) {
-            const auto t = row_lowering_detail::tap(s, kw);
-            T* dst = xr + (static_cast<std::size_t>(c) * s.kernel + kw) * cols;
-            vector_map<T>(dst, idx(top + t.j0)).setZero();  // zero rows above, first padding
-            vector_map<T>(dst + top + t.j0, t.j1 - t.j0) =
-                const_vector_map<T>(src + t.j0 + t.dx, t.j1 - t.j0);
-            vector_map<T>(dst + top + t.j1, idx(cols - top - static_cast<std::size_t>(t.j1)))
-                .setZero();  // last padding, zero rows below
-            row_lowering_detail::zero_padding_columns(s, t, dst + top);
+    if (is_same_stride1(s)) {  // xr row (c, kw) = zero rows, the plane shifted by dx, zero rows
+        const std::size_t top = static_cast<std::size_t>(s.pad) * static_cast<std::size_t>(s.in_w);
+        const auto whole = static_cast<std::ptrdiff_t>(plane);
+        for (int c = 0; c < s.in_channels; ++c) {
+            const T* src = x + (static_cast<std::size_t>(c) * batch + b) * plane;
+            for (int kw = 0; kw < s.kernel; ++kw) {
+                const auto t = row_lowering_detail::tap(s, kw);
+                // dst[j] = src[j + dx] for j in [j0, j1): the whole plane but its ends
+                const std::ptrdiff_t j0 = std::clamp<std::ptrdiff_t>(-t.dx, 0, whole);
+                const std::ptrdiff_t j1 = std::clamp<std::ptrdiff_t>(whole - t.dx, j0, whole);
+                T* dst = xr + (static_cast<std::size_t>(c) * s.kernel + kw) * cols;
+                vector_map<T>(dst, idx(top) + j0).setZero();
+                vector_map<T>(dst + top + j0, j1 - j0) =
+                    const_vector_map<T>(src + j0 + t.dx, j1 - j0);
+                vector_map<T>(dst + top + j1, idx(cols - top) - j1).setZero();
+                // the padding columns, which the flat copy filled from the neighbouring rows
+                for (int k = 0; k < t.ow_lo; ++k)
+                    for (int r = 0; r < s.in_h; ++r) dst[top + r * s.in_w + k] = T(0);
+                for (int k = t.ow_hi; k < s.in_w; ++k)
+                    for (int r = 0; r < s.in_h; ++r) dst[top + r * s.in_w + k] = T(0);
+            }
         }
+        return;
     }
+    row_lowering_detail::for_each_row_segment(
+        s, [&](int c, std::size_t row, const row_lowering_detail::column_tap& t, std::size_t offset,
+               int ih) {
+            T* dst = xr + row * cols + offset;
+            if (ih < 0) {
+                std::fill(dst, dst + s.out_w, T(0));
+                return;
+            }
+            const T* src = x + (static_cast<std::size_t>(c) * batch + b) * plane +
+                           static_cast<std::size_t>(ih) * s.in_w;
+            for (int ow = 0; ow < t.ow_lo; ++ow) dst[ow] = T(0);
+            for (int ow = t.ow_lo; ow < t.ow_hi; ++ow) dst[ow] = src[s.stride * ow + t.dx];
+            for (int ow = t.ow_hi; ow < s.out_w; ++ow) dst[ow] = T(0);
+        });
 }
 
-/// Forward of image b: y[b] = sum over kh of wr[kh] * (xr shifted by kh rows), written, or
-/// added to y[b] when accumulate.
-///   wr from rearrange_weights, xr from lower_rows, y: [C_out][batch][in_h][in_w].
+/// The adjoint of lower_rows (general path): adds dxr (shaped like xr) into image b of dx, or
+/// writes it (overwrite: dx's old values of image b are ignored).
+template <class T>
+void raise_rows(const conv2d_shape& s, int batch, const T* dxr, int b, T* dx, bool overwrite) {
+    const std::size_t cols = row_lowered_cols(s), plane = s.in_plane();
+    if (overwrite) {
+        for (int c = 0; c < s.in_channels; ++c)
+            vector_map<T>(dx + (static_cast<std::size_t>(c) * batch + b) * plane, idx(plane))
+                .setZero();
+    }
+    row_lowering_detail::for_each_row_segment(
+        s, [&](int c, std::size_t row, const row_lowering_detail::column_tap& t, std::size_t offset,
+               int ih) {
+            if (ih < 0) return;
+            const T* src = dxr + row * cols + offset;
+            T* dst = dx + (static_cast<std::size_t>(c) * batch + b) * plane +
+                     static_cast<std::size_t>(ih) * s.in_w;
+            for (int ow = t.ow_lo; ow < t.ow_hi; ++ow) dst[s.stride * ow + t.dx] += src[ow];
+        });
+}
+
+/// Forward of image b: y[b] = sum over kh of wr[kh] * view(kh) of xr, written, or added to
+/// y[b] when accumulate.  wr from rearrange_weights, xr from lower_rows,
+/// y: [C_out][batch][out_h][out_w].
 template <class T>
 void row_lowered_forward(const conv2d_shape& s, int batch, const T* wr, const T* xr, int b, T* y,
                          bool accumulate = false) {
@@ -136,8 +212,7 @@ void row_lowered_forward(const conv2d_shape& s, int batch, const T* wr, const T*
     for (int kh = 0; kh < s.kernel; ++kh) {
         const const_row_map<T> Wk(wr + static_cast<std::size_t>(kh) * s.out_channels * ck,
                                   s.out_channels, ck, Eigen::OuterStride<>(ck));
-        const const_row_map<T> X(xr + static_cast<std::size_t>(kh) * s.in_w, ck, n,
-                                 Eigen::OuterStride<>(cols));
+        const const_row_map<T> X(xr + row_view(s, kh), ck, n, Eigen::OuterStride<>(cols));
         if (kh == 0 && !accumulate) {
             Y.noalias() = Wk * X;
         } else {
@@ -148,7 +223,7 @@ void row_lowered_forward(const conv2d_shape& s, int batch, const T* wr, const T*
 
 /// Weight gradient of image b: adds d(loss)/d(wr) into dwr ([k] column-major C_out x (C_in k)
 /// matrices, the order of rearrange_weights).  xr: lower_rows of image b of the forward input,
-/// dy: [C_out][batch][in_h][in_w].
+/// dy: [C_out][batch][out_h][out_w].
 template <class T>
 void row_lowered_weight_gradient(const conv2d_shape& s, int batch, const T* xr, const T* dy, int b,
                                  T* dwr) {
@@ -162,9 +237,28 @@ void row_lowered_weight_gradient(const conv2d_shape& s, int batch, const T* xr, 
         Eigen::OuterStride<>(idx(static_cast<std::size_t>(batch) * s.out_plane())));
     for (int kh = 0; kh < s.kernel; ++kh) {
         Eigen::Map<col_major>(dwr + kh * wk_size, s.out_channels, ck).noalias() +=
-            dY * const_row_map<T>(xr + static_cast<std::size_t>(kh) * s.in_w, ck, n,
-                                  Eigen::OuterStride<>(cols))
-                     .transpose();
+            dY *
+            const_row_map<T>(xr + row_view(s, kh), ck, n, Eigen::OuterStride<>(cols)).transpose();
+    }
+}
+
+/// d(loss)/d(xr) of image b (general path; then raise_rows): the views of the kernel rows
+/// overlap, so dxr is zeroed and every kh adds.  wr from rearrange_weights.
+template <class T>
+void row_lowered_input_gradient(const conv2d_shape& s, int batch, const T* wr, const T* dy, int b,
+                                T* dxr) {
+    const Eigen::Index ck = idx(static_cast<std::size_t>(s.in_channels) * s.kernel);
+    const Eigen::Index n = idx(s.out_plane());
+    const Eigen::Index cols = idx(row_lowered_cols(s));
+    const const_row_map<T> dY(
+        dy + static_cast<std::size_t>(b) * s.out_plane(), s.out_channels, n,
+        Eigen::OuterStride<>(idx(static_cast<std::size_t>(batch) * s.out_plane())));
+    vector_map<T>(dxr, idx(row_lowered_size(s))).setZero();
+    for (int kh = 0; kh < s.kernel; ++kh) {
+        const const_row_map<T> Wk(wr + static_cast<std::size_t>(kh) * s.out_channels * ck,
+                                  s.out_channels, ck, Eigen::OuterStride<>(ck));
+        row_map<T>(dxr + row_view(s, kh), ck, n, Eigen::OuterStride<>(cols)).noalias() +=
+            Wk.transpose() * dY;
     }
 }
 

@@ -116,10 +116,12 @@ TEST_CASE("conv2d: forward is the definition, backward matches finite difference
     }
 }
 
-TEST_CASE("conv2d: the row lowering shifted by kh rows is im2col's row (c, kh, kw)") {
+TEST_CASE("conv2d: the row lowering's view of kernel row kh is im2col's row (c, kh, kw)") {
     for (const auto& s :
-         {nn::conv2d_shape::make(2, 3, 3, 1, 6, 5), nn::conv2d_shape::make(3, 1, 5, 1, 4, 7)}) {
+         {nn::conv2d_shape::make(2, 3, 3, 1, 6, 5), nn::conv2d_shape::make(3, 1, 5, 1, 4, 7),
+          nn::conv2d_shape::make(2, 3, 3, 2, 7, 6), nn::conv2d_shape::make(1, 2, 5, 3, 9, 8)}) {
         CAPTURE(s.kernel);
+        CAPTURE(s.stride);
         const int batch = 3;
         const auto x =
             random_vector(static_cast<std::size_t>(s.in_channels) * batch * s.in_plane(), 6);
@@ -133,10 +135,15 @@ TEST_CASE("conv2d: the row lowering shifted by kh rows is im2col's row (c, kh, k
                     for (std::size_t j = 0; j < s.out_plane(); ++j)
                         REQUIRE(
                             xr[(static_cast<std::size_t>(c) * s.kernel + kw) * cols +
-                               static_cast<std::size_t>(kh) * s.in_w + j] ==
+                               nn::row_view(s, kh) + j] ==
                             col[((static_cast<std::size_t>(c) * s.kernel + kh) * s.kernel + kw) *
                                     s.out_plane() +
                                 j]);
+        // raise_rows is the adjoint of lower_rows: <lower(x), r> = <x, raise(r)>
+        const auto r = random_vector(xr.size(), 8);
+        std::vector<double> back(x.size(), 0.0);
+        nn::raise_rows(s, batch, r.data(), 1, back.data(), false);
+        CHECK(dot(xr, r) == doctest::Approx(dot(x, back)).epsilon(1e-12));
     }
 }
 
