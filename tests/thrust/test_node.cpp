@@ -194,8 +194,7 @@ struct device_harness {
 }  // namespace
 
 TEST_CASE_TEMPLATE("thrust node: the simulator with device models is bit-identical to the CPU", M,
-                   thrust::device_vector<float>, std::vector<thrust::device_vector<double>>,
-                   thrust::cpp::vector<float>) {
+                   thrust::device_vector<float>, std::vector<thrust::device_vector<double>>) {
     check_every_quantizer<M>();
 }
 
