@@ -56,7 +56,7 @@ inline constexpr Eigen::Index batch_norm_chunk = 2048;
 template <class T>
 void batch_norm_forward_train(int channels, std::size_t n, const T* x, const T* gamma,
                               const T* beta, T eps, batch_norm_epilogue<T> epilogue, T* y, T* mean,
-                              T* var, T* invstd, int threads) {
+                              T* var, T* invstd, [[maybe_unused]] int threads) {
     const Eigen::Index len = idx(n);
     SWARMSGD_RESNET_PARALLEL_FOR
     for (int c = 0; c < channels; ++c) {
@@ -106,7 +106,7 @@ void batch_norm_update_running(int channels, std::size_t n, const T* mean, const
 template <class T>
 void batch_norm_forward_eval(int channels, std::size_t n, const T* x, const T* gamma, const T* beta,
                              const T* running_mean, const T* running_var, T eps,
-                             batch_norm_epilogue<T> epilogue, T* y, int threads) {
+                             batch_norm_epilogue<T> epilogue, T* y, [[maybe_unused]] int threads) {
     SWARMSGD_RESNET_PARALLEL_FOR
     for (int c = 0; c < channels; ++c) {
         const std::size_t at = static_cast<std::size_t>(c) * n;
@@ -127,7 +127,7 @@ void batch_norm_forward_eval(int channels, std::size_t n, const T* x, const T* g
 template <class T>
 void batch_norm_backward(int channels, std::size_t n, const T* x, const T* gamma, const T* mean,
                          const T* invstd, const T* relu_out, const T* dy, T* dx, T* dgamma,
-                         T* dbeta, int threads) {
+                         T* dbeta, [[maybe_unused]] int threads) {
     const Eigen::Index len = idx(n);
     SWARMSGD_RESNET_PARALLEL_FOR
     for (int c = 0; c < channels; ++c) {

@@ -13,7 +13,9 @@
 /// Threads: the layers parallelize their outer loops with OpenMP when the program is compiled
 /// with -fopenmp, over exactly `threads` threads (1 by default, so a network uses only the
 /// calling thread). Eigen's own product parallelism is never used (EIGEN_DONT_PARALLELIZE is
-/// defined here): every GEMM runs on the thread that calls it.
+/// defined here): every GEMM runs on the thread that calls it. The results do not depend on
+/// the thread count, bit for bit: the tasks (images, channels) are independent, and sums over
+/// the batch (weight gradients) run over a fixed split of it, added in a fixed order.
 
 #if !defined(EIGEN_DONT_PARALLELIZE)
 #define EIGEN_DONT_PARALLELIZE
@@ -26,17 +28,13 @@
 
 #if defined(_OPENMP)
 #include <omp.h>
-/// `for` loop parallelized over `threads` threads (a local int) when OpenMP is on.
+/// `for` loop over independent tasks, parallelized over `threads` threads (a local int) when
+/// OpenMP is on. Dynamic scheduling: on a busy machine a thread that gets the CPU takes over
+/// the tasks of one that does not, instead of waiting for it at the end of the loop.
 #define SWARMSGD_RESNET_PARALLEL_FOR \
-    _Pragma("omp parallel for num_threads(threads) schedule(static)")
-/// Parallel region of `threads` threads (a local int) when OpenMP is on.
-#define SWARMSGD_RESNET_PARALLEL _Pragma("omp parallel num_threads(threads)")
-/// Work-shared `for` inside a SWARMSGD_RESNET_PARALLEL region.
-#define SWARMSGD_RESNET_FOR _Pragma("omp for schedule(static)")
+    _Pragma("omp parallel for num_threads(threads) schedule(dynamic)")
 #else
 #define SWARMSGD_RESNET_PARALLEL_FOR
-#define SWARMSGD_RESNET_PARALLEL
-#define SWARMSGD_RESNET_FOR
 #endif
 
 namespace swarmsgd::examples::resnet::nn {
@@ -67,7 +65,7 @@ template <class I>
     return static_cast<Eigen::Index>(n);
 }
 
-/// Index of the calling thread inside a SWARMSGD_RESNET_PARALLEL region (0 without OpenMP).
+/// Index of the calling thread inside a parallel loop (0 without OpenMP).
 [[nodiscard]] inline int thread_index() noexcept {
 #if defined(_OPENMP)
     return omp_get_thread_num();
@@ -87,9 +85,13 @@ template <class I>
 }
 
 /// Scratch memory of the layers, reused from step to step so that a step does not allocate
-/// (Eigen's products still take their small packing buffers from malloc). One slot per thread.
+/// (Eigen's products still take their small packing buffers from malloc).
 template <class T>
 struct scratch {
+    /// Parts of the batch whose weight-gradient sums are computed separately (in parallel),
+    /// then added in order: fixed, so that the result does not depend on the thread count.
+    static constexpr int weight_tasks = 8;
+
     int threads = 1;  ///< threads the layers use (see the file comment)
     /// Bytes an im2col matrix may take: groups of images are sized to stay within it (L2).
     std::size_t col_budget = 1024 * 1024;
@@ -97,15 +99,15 @@ struct scratch {
     /// lowering (row_lowering.hpp), the others im2col (tests set it to force either).
     std::size_t row_lowering_min_plane = 64;
     std::vector<T> weights;  ///< weights rearranged for the row lowering (shared by threads)
-    std::vector<std::vector<T>> col;    ///< per thread: im2col matrix of one image group
-    std::vector<std::vector<T>> wgrad;  ///< per thread: partial weight gradient
+    std::vector<std::vector<T>> col;    ///< per thread: im2col / row-lowered matrix
+    std::vector<std::vector<T>> wgrad;  ///< per weight task: partial weight gradient
 
-    /// Sets the thread count and makes room for `col_size` im2col and `wgrad_size` weight
-    /// gradient elements per thread (grows, never shrinks).
+    /// Sets the thread count and makes room for `col_size` lowering elements per thread and
+    /// `wgrad_size` weight-gradient elements per weight task (grows, never shrinks).
     void reserve(int threads_, std::size_t col_size, std::size_t wgrad_size) {
         threads = usable_threads(threads_);
         col.resize(static_cast<std::size_t>(threads));
-        wgrad.resize(static_cast<std::size_t>(threads));
+        wgrad.resize(static_cast<std::size_t>(weight_tasks));
         for (auto& c : col)
             if (c.size() < col_size) c.resize(col_size);
         for (auto& g : wgrad)

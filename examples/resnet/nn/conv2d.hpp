@@ -47,7 +47,7 @@ template <class T>
 void conv2d_forward(const conv2d_shape& s, int batch, const T* w, const T* x, T* y,
                     scratch<T>& ws) {
     ws.reserve(ws.threads, conv2d_scratch_size(s, batch, ws), 0);
-    const int threads = ws.threads;
+    [[maybe_unused]] const int threads = ws.threads;
     if (uses_row_lowering(s, ws)) {
         if (ws.weights.size() < s.weight_count()) ws.weights.resize(s.weight_count());
         rearrange_weights(s, w, ws.weights.data());
@@ -93,7 +93,7 @@ template <class T>
 void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, const T* dy, T* dw,
                      T* dx, bool accumulate, scratch<T>& ws) {
     ws.reserve(ws.threads, conv2d_scratch_size(s, batch, ws), s.weight_count());
-    const int threads = ws.threads;
+    [[maybe_unused]] const int threads = ws.threads;
     const bool by_rows = uses_row_lowering(s, ws);
     if (by_rows) {
         if (ws.weights.size() < s.weight_count()) ws.weights.resize(s.weight_count());
@@ -111,16 +111,18 @@ void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, c
     const Eigen::OuterStride<> in_stride(idx(static_cast<std::size_t>(batch) * s.in_plane()));
     const Eigen::OuterStride<> out_stride(idx(static_cast<std::size_t>(batch) * s.out_plane()));
     using col_major = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
-    SWARMSGD_RESNET_PARALLEL {
-        // Each thread sums its groups into its own weight-gradient partial, summed below:
-        // column-major C_out x K (im2col; Eigen then packs col without transposing it), or k
-        // column-major C_out x (C_in k) matrices (row lowering, the order of rearrange_weights).
+    // Each weight task sums a fixed range of groups into its own weight-gradient partial;
+    // the partials are added in order below. Column-major C_out x K (im2col; Eigen then packs
+    // col without transposing it), or k column-major C_out x (C_in k) matrices (row lowering,
+    // the order of rearrange_weights).
+    const int tasks = std::min(groups, scratch<T>::weight_tasks);
+    SWARMSGD_RESNET_PARALLEL_FOR
+    for (int task = 0; task < tasks; ++task) {
         const auto tid = static_cast<std::size_t>(thread_index());
-        T* partial = ws.wgrad[tid].data();
+        T* partial = ws.wgrad[static_cast<std::size_t>(task)].data();
         vector_map<T>(partial, idx(s.weight_count())).setZero();
         Eigen::Map<col_major> dW(partial, cout, k_rows);
-        SWARMSGD_RESNET_FOR
-        for (int g = 0; g < groups; ++g) {
+        for (int g = task * groups / tasks; g < (task + 1) * groups / tasks; ++g) {
             const int b0 = g * group;
             const int images = std::min(group, batch - b0);
             if (by_rows) {
@@ -172,12 +174,12 @@ void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, c
     Eigen::Map<row_matrix<T>> total(dw, cout, k_rows);
     if (!by_rows) {
         total = Eigen::Map<const col_major>(ws.wgrad[0].data(), cout, k_rows);
-        for (int t = 1; t < threads; ++t)
+        for (int t = 1; t < tasks; ++t)
             total += Eigen::Map<const col_major>(ws.wgrad[static_cast<std::size_t>(t)].data(), cout,
                                                  k_rows);
         return;
     }
-    for (int t = 1; t < threads; ++t) {
+    for (int t = 1; t < tasks; ++t) {
         vector_map<T>(ws.wgrad[0].data(), idx(s.weight_count())) += const_vector_map<T>(
             ws.wgrad[static_cast<std::size_t>(t)].data(), idx(s.weight_count()));
     }

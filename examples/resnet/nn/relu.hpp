@@ -19,7 +19,8 @@ void relu_forward(std::size_t n, const T* x, T* y) {
 /// Backward from the forward output: dx = dy where y > 0, else 0 (PyTorch's choice at 0).
 /// y, dy, dx: [n]; dx may alias dy. Split over `threads` threads (see common.hpp).
 template <class T>
-void relu_backward(std::size_t n, const T* y, const T* dy, T* dx, int threads = 1) {
+void relu_backward(std::size_t n, const T* y, const T* dy, T* dx,
+                   [[maybe_unused]] int threads = 1) {
     const std::size_t block = 64 * 1024;  // elements per task
     const auto blocks = static_cast<std::ptrdiff_t>((n + block - 1) / block);
     SWARMSGD_RESNET_PARALLEL_FOR
