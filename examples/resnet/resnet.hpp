@@ -166,19 +166,17 @@ public:
         const std::size_t last_values =
             static_cast<std::size_t>(batch) * blocks_.back().b.conv.out_plane();
         swarmsgd::detail::require<invalid_argument_error>(
-            last_values >= 2,
-            "train_step: batch norm needs more than one value per channel; "
-            "batch ",
-            batch, " of ", config_.image_size, "x", config_.image_size, " images gives ",
+            last_values >= 2, "train_step: batch norm needs more than one value per channel; ",
+            batch, " images of ", config_.image_size, "x", config_.image_size, " give ",
             last_values, " in the last stage");
 
         // Running statistics are staged and committed at the end (params change only on success).
         std::copy(params.begin() + idx(trainable_), params.end(), running_.begin());
         const T* p = params.data();
-        to_cbhw(images, batch);
-        unit_forward_train(stem_, p, input_.data(), batch, {nullptr, true});
+        to_cbhw(images, batch);  // [B][C][S][S] -> input_ [C][B][S][S]
+        unit_forward_train(stem_, p, input_.data(), batch, {nullptr, true});  // [w][B][S][S]
         const T* x = stem_.y.data();
-        for (auto& blk : blocks_) {
+        for (auto& blk : blocks_) {  // [C][B][H][W] -> [C'][B][H'][W']
             unit_forward_train(blk.a, p, x, batch, {nullptr, true});
             const T* shortcut = x;
             if (blk.projection) {
@@ -190,9 +188,9 @@ public:
         }
         const int c_last = blocks_.back().b.conv.out_channels;
         const std::size_t plane = blocks_.back().b.conv.out_plane();
-        nn::global_avg_pool_forward(c_last, batch, plane, x, pooled_.data());
+        nn::global_avg_pool_forward(c_last, batch, plane, x, pooled_.data());  // [4w][B]
         nn::linear_forward(c_last, config_.classes, batch, p + fc_w_, p + fc_b_, pooled_.data(),
-                           logits_.data());
+                           logits_.data());  // [B][classes]
         const T loss = nn::softmax_cross_entropy_forward(batch, config_.classes, logits_.data(),
                                                          labels, logits_.data());
 
