@@ -7,6 +7,7 @@
 #include <thrust/memory.h>
 
 #include <cstddef>
+#include <new>
 #include <span>
 #include <type_traits>
 #include <utility>
@@ -54,7 +55,8 @@ public:
 
 /// An owning array of T in memory system S (allocated with thrust::malloc in S). Copying copies
 /// the elements within S; resize() keeps the first min(old, new) elements; new elements are
-/// uninitialized. T must be trivially copyable.
+/// uninitialized; a failed allocation throws device_error naming the size (and, on CUDA, the
+/// runtime's error). T must be trivially copyable.
 template <class T, class S>
 class system_buffer {
     static_assert(std::is_trivially_copyable_v<T>, "system_buffer holds trivially copyable T");
@@ -96,9 +98,15 @@ public:
     /// the capacity.
     void resize(std::size_t n) {
         if (n > capacity_) {
-            T* fresh = detail::device_call("swarmsgd: allocating a system buffer", [&] {
-                return thrust::malloc<T>(detail::system_ops<S>::policy(), n).get();
-            });
+            T* fresh = nullptr;
+            try {
+                fresh = detail::device_call("swarmsgd: allocating a system buffer", [&] {
+                    return thrust::malloc<T>(detail::system_ops<S>::policy(), n).get();
+                });
+            } catch (const std::bad_alloc& e) {  // Thrust's carries the CUDA error text
+                throw device_error(detail::concat("swarmsgd: could not allocate ", n * sizeof(T),
+                                                  " bytes in the memory system: ", e.what()));
+            }
             if (fresh == nullptr)
                 throw device_error(detail::concat("swarmsgd: could not allocate ", n * sizeof(T),
                                                   " bytes in the memory system"));
