@@ -401,16 +401,38 @@ inline std::uint32_t lattice_decode_chunk_checked(const lattice_kernel<float, fl
 
 /// max_i |x_i| as the bit pattern of |x_i| (NaN and infinities compare above every finite
 /// value: a result >= 0x7F800000 means a non-finite element).
-[[nodiscard]] inline std::uint32_t lattice_max_abs_bits(const float* SWARMSGD_RESTRICT x,
-                                                        std::size_t m) noexcept {
+[[nodiscard]] SWARMSGD_HOST_DEVICE inline std::uint32_t lattice_max_abs_bits(
+    const float* SWARMSGD_RESTRICT x, std::size_t m) noexcept {
     std::uint32_t mx = 0;
     for (std::size_t i = 0; i < m; ++i) {
-        std::uint32_t b;
-        std::memcpy(&b, x + i, 4);
-        b &= 0x7FFFFFFFu;
+        const std::uint32_t b = std::bit_cast<std::uint32_t>(x[i]) & 0x7FFFFFFFu;
         mx = b > mx ? b : mx;
     }
     return mx;
+}
+
+/// Elements per segment of the encode and decode loops: whole buckets up to lattice_chunk
+/// elements, or lattice_chunk elements of a larger bucket (always a multiple of 8).
+[[nodiscard]] constexpr std::size_t lattice_segment_span(std::size_t bucket) noexcept {
+    return bucket <= lattice_chunk ? lattice_chunk / bucket * bucket : lattice_chunk;
+}
+
+/// True when eps is a normal float (so the float path can use it exactly).
+[[nodiscard]] inline bool lattice_float_step(double eps) noexcept {
+    const auto f = static_cast<float>(eps);
+    return static_cast<double>(f) == eps && f >= std::numeric_limits<float>::min() &&
+           f <= 0x1.0p-24f * std::numeric_limits<float>::max();
+}
+
+/// A step a lattice quantizer of V may send: a finite normal double > 0, small enough that
+/// eps * z stays finite, and for float models a normal float.
+template <class V>
+[[nodiscard]] bool lattice_valid_eps(double eps) noexcept {
+    if (!(std::isfinite(eps) && eps >= std::numeric_limits<double>::min() &&
+          eps <= 0x1.0p-64 * std::numeric_limits<double>::max()))
+        return false;
+    if constexpr (std::is_same_v<V, float>) return lattice_float_step(eps);
+    return true;
 }
 
 }  // namespace detail
@@ -505,6 +527,13 @@ public:
         const double q = static_cast<double>(std::uint64_t{1} << options_.bits);
         return 2.0 * options_.safety_margin * distance_ / (q - 1.0);
     }
+    /// The step the next payload carries: step(), rounded to the nearest float for float
+    /// models (what encode writes and every back end must use).
+    [[nodiscard]] double encoding_step() const noexcept {
+        if constexpr (std::is_same_v<V, float>)
+            return static_cast<double>(static_cast<float>(step()));
+        return step();
+    }
     /// Radius of a deterministic decode at the current step: (q - 1) * step() / 2, which is
     /// safety_margin * D. Partners closer than this (in every coordinate) decode exactly.
     [[nodiscard]] double radius() const noexcept { return options_.safety_margin * distance_; }
@@ -575,8 +604,9 @@ public:
                                " bytes, ", n, " elements need ", bytes);
         const double eps = encoding_step();
         require<invalid_argument_error>(
-            valid_eps(eps), "lattice encode: step eps = ", eps, " is not a finite normal ",
-            value_name(), " > 0 (distance estimate ", distance_, ", bits ", options_.bits, ")");
+            detail::lattice_valid_eps<V>(eps), "lattice encode: step eps = ", eps,
+            " is not a finite normal ", value_name(), " > 0 (distance estimate ", distance_,
+            ", bits ", options_.bits, ")");
         const unsigned bits = options_.bits;
         const std::size_t bucket = options_.bucket;
         const bool stochastic = options_.stochastic;
@@ -598,7 +628,7 @@ public:
         // Segments of about lattice_chunk elements (whole buckets, or pieces of one large
         // bucket): one range check and one (un)packing per segment, one vector loop per bucket
         // piece, the constants of the loops hoisted out of all of them.
-        const std::size_t span = segment_span(bucket);
+        const std::size_t span = detail::lattice_segment_span(bucket);
         const bool direct = bits == 8;  // 8-bit codes are written straight into the payload
         auto run = [&](auto code_tag) {
             using C = decltype(code_tag);
@@ -696,13 +726,13 @@ public:
         const auto kd = detail::lattice_kernel<V, double>::make(eps, bits);
         [[maybe_unused]] const auto kf = detail::lattice_kernel<V, float>::make(eps, bits);
         // The float path needs a step that is a float (what a float sender writes).
-        const bool fast_ok = std::is_same_v<V, float> && float_step(eps);
+        const bool fast_ok = std::is_same_v<V, float> && detail::lattice_float_step(eps);
         const double fast_max = detail::lattice_float_limit * eps;  // max |y| of the float path
         const auto fast_max_f = static_cast<float>(fast_max);       // exact when fast_ok
         const std::byte* const codes_in = payload.data() + detail::lattice_codes_offset;
         const std::byte* const sums_in = codes_in + detail::packed_bytes(n, bits);
         const std::size_t bucket = info.bucket;
-        const std::size_t span = segment_span(bucket);
+        const std::size_t span = detail::lattice_segment_span(bucket);
         const bool direct = bits == 8;  // 8-bit codes are read straight from the payload
         auto run = [&](auto code_tag) {
             using C = decltype(code_tag);
@@ -716,7 +746,7 @@ public:
                 else
                     detail::unpack_block(codes_in + detail::packed_bytes(s, bits), e - s, bits,
                                          local);
-                bool fast = false;
+                [[maybe_unused]] bool fast = false;  // only read for float models
                 if constexpr (std::is_same_v<V, float>) {
                     if (fast_ok && in_place) {
                         const std::uint32_t b = detail::lattice_max_abs_bits(y + s, e - s);
@@ -774,39 +804,8 @@ public:
 private:
     enum class path { fast, exact };
 
-    /// Elements per segment: whole buckets up to lattice_chunk elements, or lattice_chunk
-    /// elements of a larger bucket (always a multiple of 8).
-    [[nodiscard]] static constexpr std::size_t segment_span(std::size_t bucket) noexcept {
-        return bucket <= detail::lattice_chunk ? detail::lattice_chunk / bucket * bucket
-                                               : detail::lattice_chunk;
-    }
-
     [[nodiscard]] static constexpr const char* value_name() noexcept {
         return std::is_same_v<V, float> ? "float" : "double";
-    }
-
-    /// True when eps is a normal float (so the float path can use it exactly).
-    [[nodiscard]] static bool float_step(double eps) noexcept {
-        const auto f = static_cast<float>(eps);
-        return static_cast<double>(f) == eps && f >= std::numeric_limits<float>::min() &&
-               f <= 0x1.0p-24f * std::numeric_limits<float>::max();
-    }
-
-    /// A step this quantizer may send: a finite normal double > 0, small enough that eps * z
-    /// stays finite, and for float models a normal float.
-    [[nodiscard]] static bool valid_eps(double eps) noexcept {
-        if (!(std::isfinite(eps) && eps >= std::numeric_limits<double>::min() &&
-              eps <= 0x1.0p-64 * std::numeric_limits<double>::max()))
-            return false;
-        if constexpr (std::is_same_v<V, float>) return float_step(eps);
-        return true;
-    }
-
-    /// The step written into the next payload: step(), rounded to float for float models.
-    [[nodiscard]] double encoding_step() const noexcept {
-        if constexpr (std::is_same_v<V, float>)
-            return static_cast<double>(static_cast<float>(step()));
-        return step();
     }
 
     [[nodiscard]] static constexpr double max_distance() noexcept {
@@ -875,7 +874,8 @@ private:
         require<message_error>(info.bucket >= 8 && info.bucket % 8 == 0,
                                "lattice payload has bucket = ", info.bucket,
                                ", not a positive multiple of 8");
-        require<message_error>(valid_eps(info.eps), "lattice payload has step eps = ", info.eps,
+        require<message_error>(detail::lattice_valid_eps<V>(info.eps),
+                               "lattice payload has step eps = ", info.eps,
                                ", not a finite normal number > 0");
         require<message_error>((flags & ~1u) == 0 && reserved == 0,
                                "lattice payload has unknown flags ", unsigned(flags),

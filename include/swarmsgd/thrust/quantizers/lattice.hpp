@@ -33,22 +33,6 @@ namespace swarmsgd {
 
 namespace detail {
 
-/// Elements per segment of the lattice loops (as lattice_quantizer's segment_span).
-[[nodiscard]] constexpr std::size_t lattice_segment_span(std::size_t bucket) noexcept {
-    return bucket <= lattice_chunk ? lattice_chunk / bucket * bucket : lattice_chunk;
-}
-
-/// max |x_i| over x[0, m) as float bits (>= 0x7F800000: some NaN or infinity).
-[[nodiscard]] SWARMSGD_HOST_DEVICE inline std::uint32_t lattice_abs_bits_max(
-    const float* x, std::size_t m) noexcept {
-    std::uint32_t mx = 0;
-    for (std::size_t i = 0; i < m; ++i) {
-        const std::uint32_t b = std::bit_cast<std::uint32_t>(x[i]) & 0x7FFFFFFFu;
-        mx = b > mx ? b : mx;
-    }
-    return mx;
-}
-
 /// The code type of the lattice loops for B bits.
 template <unsigned B>
 using lattice_code_t = std::conditional_t<(B <= 8), std::uint8_t, std::uint16_t>;
@@ -143,7 +127,7 @@ struct lattice_encode_segment {
         const double inv_eps = 1.0 / eps;
         bool fast = false;
         if constexpr (std::is_same_v<V, float>) {
-            const std::uint32_t b = lattice_abs_bits_max(x + s, e - s);
+            const std::uint32_t b = lattice_max_abs_bits(x + s, e - s);
             const double t = double(std::bit_cast<float>(b)) * inv_eps;
             if (b >= 0x7F800000u || !(t <= lattice_index_limit)) {
                 status[segment] = 1;
@@ -225,7 +209,7 @@ struct lattice_decode_segment {
         bool fast = false;
         if constexpr (std::is_same_v<V, float>) {
             if (fast_ok && in_place) {
-                const std::uint32_t b = lattice_abs_bits_max(out + s, e - s);
+                const std::uint32_t b = lattice_max_abs_bits(out + s, e - s);
                 fast = b < 0x7F800000u && double(std::bit_cast<float>(b)) <= fast_max;
             }
         }
@@ -272,12 +256,11 @@ struct system_codec<lattice_quantizer<V>, S> {
         const std::size_t bytes = q.max_encoded_size(n);
         require<message_error>(out.size() >= bytes, "lattice encode: output of ", out.size(),
                                " bytes, ", n, " elements need ", bytes);
-        const double eps =
-            std::is_same_v<V, float> ? static_cast<double>(static_cast<float>(q.step())) : q.step();
-        require<invalid_argument_error>(valid_eps(eps), "lattice encode: step eps = ", eps,
-                                        " is not a finite normal ", value_name(),
-                                        " > 0 (distance estimate ", q.distance_estimate(),
-                                        ", bits ", o.bits, ")");
+        const double eps = q.encoding_step();
+        require<invalid_argument_error>(
+            detail::lattice_valid_eps<V>(eps), "lattice encode: step eps = ", eps,
+            " is not a finite normal ", value_name(), " > 0 (distance estimate ",
+            q.distance_estimate(), ", bits ", o.bits, ")");
         const unsigned bits = o.bits;
         const std::size_t bucket = o.bucket;
         const std::uint64_t key = o.stochastic ? random() : 0;
@@ -355,7 +338,7 @@ struct system_codec<lattice_quantizer<V>, S> {
         const std::size_t span = detail::lattice_segment_span(bucket);
         const std::size_t segments = detail::count_of(n, span);
         const std::size_t buckets = detail::count_of(n, bucket);
-        const bool fast_ok = std::is_same_v<V, float> && float_step(eps);
+        const bool fast_ok = std::is_same_v<V, float> && detail::lattice_float_step(eps);
         const double fast_max = detail::lattice_float_limit * eps;
         detail::device_call("swarmsgd: lattice decode", [&] {
             const std::byte* const codes_in = staged_.stage(payload) + detail::lattice_codes_offset;
@@ -389,22 +372,6 @@ struct system_codec<lattice_quantizer<V>, S> {
 private:
     [[nodiscard]] static constexpr const char* value_name() noexcept {
         return std::is_same_v<V, float> ? "float" : "double";
-    }
-
-    /// True when eps is a normal float (the float path can use it exactly).
-    [[nodiscard]] static bool float_step(double eps) noexcept {
-        const auto f = static_cast<float>(eps);
-        return static_cast<double>(f) == eps && f >= std::numeric_limits<float>::min() &&
-               f <= 0x1.0p-24f * std::numeric_limits<float>::max();
-    }
-
-    /// A step lattice_quantizer may send (its private valid_eps).
-    [[nodiscard]] static bool valid_eps(double eps) noexcept {
-        if (!(std::isfinite(eps) && eps >= std::numeric_limits<double>::min() &&
-              eps <= 0x1.0p-64 * std::numeric_limits<double>::max()))
-            return false;
-        if constexpr (std::is_same_v<V, float>) return float_step(eps);
-        return true;
     }
 
     std::uint32_t* prepare_partials(std::size_t bucket, std::size_t segments) {
