@@ -53,6 +53,19 @@ struct sgd_options {
     };
 }
 
+namespace detail {
+/// The learning rate of local step `step` (0-based): the schedule's, checked, or the base rate.
+/// Shared by every back end of the optimizer. Throws invalid_argument_error naming the rate.
+[[nodiscard]] inline double scheduled_rate(const sgd_options& options, std::size_t step) {
+    if (!options.schedule) return options.learning_rate;
+    const double rate = options.schedule(step, options.learning_rate);
+    require<invalid_argument_error>(std::isfinite(rate) && rate >= 0,
+                                    "sgd schedule returned learning rate ", rate, " at step ",
+                                    step);
+    return rate;
+}
+}  // namespace detail
+
 /// SGD state of one node: its velocity buffer (flat, in the model's concatenated order).
 template <tensor_value V>
 class sgd {
@@ -67,13 +80,7 @@ public:
     /// The caller has checked sizes and finiteness.
     template <class M>
     void step(M& m, std::span<const V> grad) {
-        double rate = options_.learning_rate;
-        if (options_.schedule) {
-            rate = options_.schedule(steps_, options_.learning_rate);
-            detail::require<invalid_argument_error>(std::isfinite(rate) && rate >= 0,
-                                                    "sgd schedule returned learning rate ", rate,
-                                                    " at step ", steps_);
-        }
+        const double rate = detail::scheduled_rate(options_, steps_);
         last_rate_ = rate;
         ++steps_;
         const V lr = static_cast<V>(rate);

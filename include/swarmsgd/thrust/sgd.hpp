@@ -59,13 +59,7 @@ public:
     /// `m`. The caller has checked sizes and finiteness.
     template <class M>
     void step(M& m, const V* grad) {
-        double rate = options_.learning_rate;
-        if (options_.schedule) {
-            rate = options_.schedule(steps_, options_.learning_rate);
-            detail::require<invalid_argument_error>(std::isfinite(rate) && rate >= 0,
-                                                    "sgd schedule returned learning rate ", rate,
-                                                    " at step ", steps_);
-        }
+        const double rate = detail::scheduled_rate(options_, steps_);
         last_rate_ = rate;
         ++steps_;
         const V lr = static_cast<V>(rate);
