@@ -242,6 +242,13 @@ template <unsigned B, tensor_value V>
 
 }  // namespace detail
 
+/// Parameters of a validated min-max payload (min_max_quantizer::check_payload).
+struct min_max_payload_info {
+    unsigned bits = 0;       ///< code width, 1..8
+    std::size_t bucket = 0;  ///< elements per bucket
+    std::size_t stride = 0;  ///< bytes per bucket: metadata, then its packed codes
+};
+
 /// b-bit min-max quantizer with per-bucket fp32 minimum and step (see the file comment).
 template <tensor_value V>
 class min_max_quantizer {
@@ -324,14 +331,12 @@ public:
         return bytes;
     }
 
-    /// Validates the whole payload (header, parameters, size, every bucket's lo/scale finite
-    /// with scale >= 0 and lo + (2^b-1)*scale finite, zero padding) BEFORE writing to `out`;
-    /// throws message_error / size_mismatch_error and leaves `out` untouched on error.
-    /// Decodes with the bits and bucket found in the payload. The reference is not used.
-    decode_result decode(std::span<const std::byte> payload, std::span<const V> /*reference*/,
-                         std::span<V> out) const {
+    /// Validates a payload of n elements without decoding it: header, parameters, total size,
+    /// every bucket's min and scale, zero padding. Throws message_error / size_mismatch_error
+    /// naming the numbers. Shared by every back end of the decoder.
+    [[nodiscard]] static min_max_payload_info check_payload(std::span<const std::byte> payload,
+                                                            std::size_t n) {
         using detail::require;
-        const std::size_t n = out.size();
         (void)read_payload_header(payload, format_id, "min_max", sizeof(V), n);
         require<message_error>(payload.size() >= payload_header_size + params_size,
                                "min_max payload of ", payload.size(),
@@ -373,6 +378,21 @@ public:
                 detail::padding_is_zero(data + last * stride + bucket_meta_size, m, bits),
                 "min_max payload has non-zero padding bits after its last code");
         }
+        return {bits, bucket, stride};
+    }
+
+    /// Validates the whole payload (header, parameters, size, every bucket's lo/scale finite
+    /// with scale >= 0 and lo + (2^b-1)*scale finite, zero padding) BEFORE writing to `out`;
+    /// throws message_error / size_mismatch_error and leaves `out` untouched on error.
+    /// Decodes with the bits and bucket found in the payload. The reference is not used.
+    decode_result decode(std::span<const std::byte> payload, std::span<const V> /*reference*/,
+                         std::span<V> out) const {
+        using detail::require;
+        const std::size_t n = out.size();
+        const min_max_payload_info info = check_payload(payload, n);
+        const unsigned bits = info.bits;
+        const std::size_t bucket = info.bucket;
+        const std::byte* data = payload.data() + payload_header_size + params_size;
         detail::bitpack_dispatch8(bits,
                                   [&](auto B) { decode_impl<B()>(data, n, bucket, out.data()); });
         return {};

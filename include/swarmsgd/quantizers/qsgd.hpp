@@ -115,6 +115,14 @@ template <tensor_value V>
 
 }  // namespace detail
 
+/// Parameters of a validated QSGD payload (qsgd_quantizer::check_payload).
+struct qsgd_payload_info {
+    unsigned levels = 0;     ///< s, 1..32767
+    unsigned bits = 0;       ///< code width of s levels (sign included)
+    std::size_t bucket = 0;  ///< elements per bucket
+    std::size_t stride = 0;  ///< bytes per bucket: its norm, then its packed codes
+};
+
 /// QSGD with s levels per bucket (see the file comment).
 template <tensor_value V>
 class qsgd_quantizer {
@@ -192,13 +200,13 @@ public:
         return bytes;
     }
 
-    /// Validates the whole payload (header, parameters, size, every norm finite and >= 0,
-    /// every level <= s, zero padding) BEFORE writing to `out`; throws message_error /
-    /// size_mismatch_error and leaves `out` untouched on error. The reference is not used.
-    decode_result decode(std::span<const std::byte> payload, std::span<const V> /*reference*/,
-                         std::span<V> out) const {
+    /// Validates a payload of n elements without decoding it: header, parameters, total size,
+    /// every bucket norm finite and >= 0, zero padding (the levels of the codes are checked
+    /// while decoding). Throws message_error / size_mismatch_error naming the numbers. Shared by
+    /// every back end of the decoder.
+    [[nodiscard]] static qsgd_payload_info check_payload(std::span<const std::byte> payload,
+                                                         std::size_t n) {
         using detail::require;
-        const std::size_t n = out.size();
         (void)read_payload_header(payload, format_id, "qsgd", sizeof(V), n);
         require<message_error>(payload.size() >= payload_header_size + params_size,
                                "qsgd payload of ", payload.size(),
@@ -234,6 +242,20 @@ public:
                                                            n - last * bucket, bits),
                                    "qsgd payload has non-zero padding bits after its last code");
         }
+        return {levels, bits, bucket, stride};
+    }
+
+    /// Validates the whole payload (header, parameters, size, every norm finite and >= 0,
+    /// every level <= s, zero padding) BEFORE writing to `out`; throws message_error /
+    /// size_mismatch_error and leaves `out` untouched on error. The reference is not used.
+    decode_result decode(std::span<const std::byte> payload, std::span<const V> /*reference*/,
+                         std::span<V> out) const {
+        using detail::require;
+        const std::size_t n = out.size();
+        const qsgd_payload_info info = check_payload(payload, n);
+        const unsigned levels = info.levels, bits = info.bits;
+        const std::size_t bucket = info.bucket;
+        const std::byte* data = payload.data() + payload_header_size + params_size;
         detail::bitpack_dispatch(bits, [&](auto B) {
             if constexpr (B() >= 2) {
                 // Every code field can hold a level above s unless s + 1 is a power of two.

@@ -159,46 +159,9 @@ struct system_codec<min_max_quantizer<V>, S> {
         using detail::require;
         (void)q;
         const std::size_t n = out.size();
-        (void)read_payload_header(payload, Q::format_id, "min_max", sizeof(V), n);
-        require<message_error>(payload.size() >= payload_header_size + Q::params_size,
-                               "min_max payload of ", payload.size(),
-                               " bytes is too short for its parameters (",
-                               payload_header_size + Q::params_size, " bytes)");
-        const std::byte* params = payload.data() + payload_header_size;
-        const unsigned bits = detail::load<std::uint8_t>(params);
-        const unsigned flags = detail::load<std::uint8_t>(params + 1);
-        const unsigned reserved = detail::load<std::uint16_t>(params + 2);
-        const std::size_t bucket = detail::load<std::uint32_t>(params + 4);
-        require<message_error>(bits >= 1 && bits <= 8, "min_max payload has ", bits,
-                               " bits per code, expected 1..8");
-        require<message_error>(flags <= 1 && reserved == 0, "min_max payload has flags ", flags,
-                               " and reserved ", reserved, ", expected flags 0/1, reserved 0");
-        require<message_error>(bucket >= 8 && bucket % 8 == 0, "min_max payload has bucket ",
-                               bucket, ", expected a multiple of 8 >= 8");
-        const std::size_t expected = Q::payload_size(n, bits, bucket);
-        require<message_error>(payload.size() == expected, "min_max payload has ", payload.size(),
-                               " bytes, expected ", expected, " for ", n, " elements (", bits,
-                               " bits, bucket ", bucket, ")");
-        const std::byte* data = params + Q::params_size;
-        const unsigned levels = (1u << bits) - 1u;
-        const std::size_t stride = Q::bucket_meta_size + detail::packed_bytes(bucket, bits);
-        for (std::size_t b0 = 0, b = 0; b0 < n; b0 += bucket, ++b) {
-            const std::byte* meta = data + b * stride;
-            const float lo = detail::load<float>(meta);
-            const float scale = detail::load<float>(meta + 4);
-            require<message_error>(detail::min_max_kernel::for_decode(lo, scale, levels).valid(),
-                                   "min_max payload bucket ", b, " has min ",
-                                   detail::exact_text(lo), " and scale ", detail::exact_text(scale),
-                                   "; expected finite values, scale >= 0 with at most 16 "
-                                   "significant bits and a finite top level");
-        }
-        if (n != 0) {
-            const std::size_t last = (n - 1) / bucket;
-            const std::size_t m = n - last * bucket;
-            require<message_error>(
-                detail::padding_is_zero(data + last * stride + Q::bucket_meta_size, m, bits),
-                "min_max payload has non-zero padding bits after its last code");
-        }
+        const min_max_payload_info info = Q::check_payload(payload, n);
+        const unsigned bits = info.bits;
+        const std::size_t bucket = info.bucket, stride = info.stride;
         detail::device_call("swarmsgd: min_max decode", [&] {
             const std::byte* staged = staged_.stage(payload) + payload_header_size + Q::params_size;
             detail::bitpack_dispatch8(bits, [&](auto B) {

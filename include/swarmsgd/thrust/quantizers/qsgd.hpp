@@ -186,42 +186,9 @@ struct system_codec<qsgd_quantizer<V>, S> {
                          system_span<const V, S> /*reference*/, system_span<V, S> out) {
         using detail::require;
         const std::size_t n = out.size();
-        (void)read_payload_header(payload, Q::format_id, "qsgd", sizeof(V), n);
-        require<message_error>(payload.size() >= payload_header_size + Q::params_size,
-                               "qsgd payload of ", payload.size(),
-                               " bytes is too short for its parameters (",
-                               payload_header_size + Q::params_size, " bytes)");
-        const std::byte* params = payload.data() + payload_header_size;
-        const unsigned levels = detail::load<std::uint16_t>(params);
-        const unsigned reserved = detail::load<std::uint16_t>(params + 2);
-        const std::size_t bucket = detail::load<std::uint32_t>(params + 4);
-        require<message_error>(levels >= 1 && levels <= 32767 && reserved == 0, "qsgd payload has ",
-                               levels, " levels and reserved ", reserved,
-                               ", expected 1..32767 and 0");
-        require<message_error>(bucket >= 8 && bucket % 8 == 0, "qsgd payload has bucket ", bucket,
-                               ", expected a multiple of 8 >= 8");
-        const unsigned bits = detail::qsgd_code_bits(levels);
-        const std::size_t expected = Q::payload_size(n, bits, bucket);
-        require<message_error>(payload.size() == expected, "qsgd payload has ", payload.size(),
-                               " bytes, expected ", expected, " for ", n, " elements (", levels,
-                               " levels, bucket ", bucket, ")");
-        const std::byte* data = params + Q::params_size;
-        const std::size_t stride = Q::bucket_meta_size + detail::packed_bytes(bucket, bits);
-        for (std::size_t b0 = 0, b = 0; b0 < n; b0 += bucket, ++b) {
-            const float norm = detail::load<float>(data + b * stride);
-            require<message_error>(
-                std::isfinite(norm) && norm >= 0 &&
-                    std::isfinite((norm / static_cast<float>(levels)) * static_cast<float>(levels)),
-                "qsgd payload bucket ", b, " has norm ", detail::exact_text(norm),
-                ", expected a finite value >= 0 whose top level stays finite");
-        }
-        if (n != 0) {
-            const std::size_t last = (n - 1) / bucket;
-            require<message_error>(
-                detail::padding_is_zero(data + last * stride + Q::bucket_meta_size,
-                                        n - last * bucket, bits),
-                "qsgd payload has non-zero padding bits after its last code");
-        }
+        const qsgd_payload_info info = Q::check_payload(payload, n);
+        const unsigned levels = info.levels, bits = info.bits;
+        const std::size_t bucket = info.bucket, stride = info.stride;
         detail::device_call("swarmsgd: qsgd decode", [&] {
             const std::byte* staged = staged_.stage(payload) + payload_header_size + Q::params_size;
             const std::size_t groups = detail::count_of(n, chunk);
