@@ -10,6 +10,11 @@ PACKAGES=(
     dataset-fashion-mnist gnuplot-nox libopenmpi-dev openmpi-bin mpich libmpich-dev
     libthrust-dev libcub-dev
 )
+# `install-deps.sh --bench` adds what only the benchmarks need: PyTorch (Debian's python3-torch,
+# run as /usr/bin/python3) for bench/bench_resnet_throughput.py.
+if [[ ${1:-} == --bench ]]; then
+    PACKAGES+=(python3-torch)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
