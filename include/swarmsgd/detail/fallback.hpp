@@ -59,13 +59,15 @@ inline constexpr std::size_t fallback_range_bytes = 17;
     return n;
 }
 
-/// Appends the section: ranges, then `values[r]` for each range (values is model-sized).
-template <class V>
-void append_fallback(std::vector<std::byte>& out, std::span<const fallback_range> ranges,
-                     std::span<const V> values) {
+/// Appends a section for `ranges` of elements of `value_size` bytes to `out`: writes its
+/// header (u32 count | per range u64 begin, u64 end, u8 needs_fixup) and returns where the
+/// ranges' values go, in order (the caller copies them from wherever the model lives).
+[[nodiscard]] inline std::byte* append_fallback_header(std::vector<std::byte>& out,
+                                                       std::span<const fallback_range> ranges,
+                                                       std::size_t value_size) {
     const std::size_t start = out.size();
     out.resize(start + 4 + ranges.size() * fallback_range_bytes +
-               range_elements(ranges) * sizeof(V));
+               range_elements(ranges) * value_size);
     std::byte* p = out.data() + start;
     store<std::uint32_t>(p, static_cast<std::uint32_t>(ranges.size()));
     p += 4;
@@ -75,6 +77,14 @@ void append_fallback(std::vector<std::byte>& out, std::span<const fallback_range
         store<std::uint8_t>(p + 16, r.needs_fixup ? 1 : 0);
         p += fallback_range_bytes;
     }
+    return p;
+}
+
+/// Appends the section: ranges, then `values[r]` for each range (values is model-sized).
+template <class V>
+void append_fallback(std::vector<std::byte>& out, std::span<const fallback_range> ranges,
+                     std::span<const V> values) {
+    std::byte* p = append_fallback_header(out, ranges, sizeof(V));
     for (const auto& r : ranges) {
         std::memcpy(p, values.data() + r.begin, (r.end - r.begin) * sizeof(V));
         p += (r.end - r.begin) * sizeof(V);

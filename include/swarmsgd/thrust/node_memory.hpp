@@ -111,18 +111,7 @@ struct node_memory<Model, Quant, S> {
     /// u64 end, u8 needs_fixup | the ranges' values), the values copied out of S.
     void append_fallback(std::vector<std::byte>& out, std::span<const fallback_range> ranges,
                          const buffer& values) {
-        const std::size_t start = out.size();
-        out.resize(start + 4 + ranges.size() * fallback_range_bytes +
-                   range_elements(ranges) * sizeof(value_type));
-        std::byte* p = out.data() + start;
-        store<std::uint32_t>(p, static_cast<std::uint32_t>(ranges.size()));
-        p += 4;
-        for (const auto& r : ranges) {
-            store<std::uint64_t>(p, r.begin);
-            store<std::uint64_t>(p + 8, r.end);
-            store<std::uint8_t>(p + 16, r.needs_fixup ? 1 : 0);
-            p += fallback_range_bytes;
-        }
+        std::byte* p = append_fallback_header(out, ranges, sizeof(value_type));
         device_call("swarmsgd: fallback values", [&] {
             for (const auto& r : ranges) {
                 const std::size_t bytes = (r.end - r.begin) * sizeof(value_type);
