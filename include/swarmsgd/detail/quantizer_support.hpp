@@ -12,8 +12,10 @@
 #include <iomanip>
 #include <limits>
 #include <ostream>
+#include <string_view>
 #include <type_traits>
 
+#include "../errors.hpp"
 #include "../tensor_traits.hpp"
 #include "config.hpp"
 
@@ -39,6 +41,23 @@ struct exact_value {
 template <class T>
 [[nodiscard]] constexpr exact_value<T> exact_text(T v) noexcept {
     return {v};
+}
+
+/// Throws invalid_argument_error naming `quantizer` unless `bucket` is a multiple of 8 in
+/// 8..2^31 (the bucketed quantizers start every bucket on a byte boundary).
+inline void require_byte_aligned_bucket(std::string_view quantizer, std::size_t bucket) {
+    require<invalid_argument_error>(bucket >= 8 && bucket % 8 == 0 && bucket <= (1ull << 31),
+                                    quantizer, ": bucket = ", bucket,
+                                    " must be a multiple of 8 in 8..2^31 (buckets start on byte "
+                                    "boundaries)");
+}
+
+/// Throws message_error naming `quantizer` unless an encode output of `out_size` bytes holds
+/// the `bytes` of the payload of n elements.
+inline void require_encode_output(std::string_view quantizer, std::size_t out_size,
+                                  std::size_t bytes, std::size_t n) {
+    require<message_error>(out_size >= bytes, quantizer, " encode: output of ", out_size,
+                           " bytes, needs ", bytes, " for ", n, " elements");
 }
 
 /// Elements per inner chunk of the fused encode/decode loops: the codes of one chunk live in

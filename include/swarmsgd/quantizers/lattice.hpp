@@ -586,6 +586,30 @@ public:
 
     // --- encode / decode --------------------------------------------------------------------
 
+    /// The start of encode, shared with the Thrust codec: throws message_error unless an
+    /// output of `out_size` bytes holds the payload of n elements and invalid_argument_error
+    /// unless encoding_step() is a usable step, then writes the payload header and the
+    /// parameter block to `prefix` (detail::lattice_codes_offset bytes). Returns the step eps.
+    double write_prefix(std::size_t n, std::size_t out_size, std::byte* prefix) const {
+        using detail::require;
+        const std::size_t bytes = max_encoded_size(n);
+        require<message_error>(out_size >= bytes, "lattice encode: output of ", out_size,
+                               " bytes, ", n, " elements need ", bytes);
+        const double eps = encoding_step();
+        require<invalid_argument_error>(
+            detail::lattice_valid_eps<V>(eps), "lattice encode: step eps = ", eps,
+            " is not a finite normal ", value_name(), " > 0 (distance estimate ", distance_,
+            ", bits ", options_.bits, ")");
+        write_payload_header({prefix, payload_header_size}, {format_id, sizeof(V), n});
+        std::byte* const params = prefix + payload_header_size;
+        detail::store<double>(params, eps);
+        detail::store<std::uint8_t>(params + 8, static_cast<std::uint8_t>(options_.bits));
+        detail::store<std::uint8_t>(params + 9, options_.stochastic ? 1 : 0);
+        detail::store<std::uint16_t>(params + 10, 0);
+        detail::store<std::uint32_t>(params + 12, static_cast<std::uint32_t>(options_.bucket));
+        return eps;
+    }
+
     /// Encodes `values` with the current step into `out` (at least max_encoded_size(n) bytes)
     /// and returns the bytes written, max_encoded_size(n). On return `values` holds the
     /// reconstruction eps * z, bit-identical to what a successful decode yields. Stochastic
@@ -597,28 +621,13 @@ public:
     /// the reconstruction of elements before the offending one (basic guarantee; swarm_node
     /// encodes a copy of its model).
     std::size_t encode(std::span<V> values, std::span<std::byte> out, rng& random) const {
-        using detail::require;
         const std::size_t n = values.size();
         const std::size_t bytes = max_encoded_size(n);
-        require<message_error>(out.size() >= bytes, "lattice encode: output of ", out.size(),
-                               " bytes, ", n, " elements need ", bytes);
-        const double eps = encoding_step();
-        require<invalid_argument_error>(
-            detail::lattice_valid_eps<V>(eps), "lattice encode: step eps = ", eps,
-            " is not a finite normal ", value_name(), " > 0 (distance estimate ", distance_,
-            ", bits ", options_.bits, ")");
+        const double eps = write_prefix(n, out.size(), out.data());
         const unsigned bits = options_.bits;
         const std::size_t bucket = options_.bucket;
         const bool stochastic = options_.stochastic;
         const std::uint64_t key = stochastic ? random() : 0;
-
-        write_payload_header(out, {format_id, sizeof(V), n});
-        std::byte* const params = out.data() + payload_header_size;
-        detail::store<double>(params, eps);
-        detail::store<std::uint8_t>(params + 8, static_cast<std::uint8_t>(bits));
-        detail::store<std::uint8_t>(params + 9, stochastic ? 1 : 0);
-        detail::store<std::uint16_t>(params + 10, 0);
-        detail::store<std::uint32_t>(params + 12, static_cast<std::uint32_t>(bucket));
         std::byte* const codes_out = out.data() + detail::lattice_codes_offset;
         std::byte* const sums_out = codes_out + detail::packed_bytes(n, bits);
 

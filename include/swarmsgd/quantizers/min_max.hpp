@@ -263,6 +263,9 @@ public:
     /// Bytes of per-bucket metadata (lo, scale).
     static constexpr std::size_t bucket_meta_size = 8;
 
+    /// Bytes of the payload header and parameter block that begin every payload.
+    static constexpr std::size_t prefix_size = payload_header_size + params_size;
+
     /// 8 bits, bucket 512, nearest rounding.
     min_max_quantizer() : min_max_quantizer(min_max_options{}) {}
 
@@ -272,10 +275,7 @@ public:
         detail::require<invalid_argument_error>(options.bits >= 1 && options.bits <= 8,
                                                 "min_max_quantizer: bits = ", options.bits,
                                                 " is outside 1..8");
-        detail::require<invalid_argument_error>(
-            options.bucket >= 8 && options.bucket % 8 == 0 && options.bucket <= (1ull << 31),
-            "min_max_quantizer: bucket = ", options.bucket,
-            " must be a multiple of 8 in 8..2^31 (buckets start on byte boundaries)");
+        detail::require_byte_aligned_bucket("min_max_quantizer", options.bucket);
         name_ = detail::concat("min_max(", options.bits, " bits, bucket ", options.bucket,
                                options.stochastic ? ", stochastic)" : ")");
     }
@@ -301,6 +301,21 @@ public:
                detail::packed_bytes(n, bits);
     }
 
+    /// The start of encode, shared with the Thrust codec: throws message_error unless an
+    /// output of `out_size` bytes holds the payload of n elements, then writes the payload
+    /// header and the parameter block to `prefix` (prefix_size bytes). Returns the payload size.
+    std::size_t write_prefix(std::size_t n, std::size_t out_size, std::byte* prefix) const {
+        const std::size_t bytes = max_encoded_size(n);
+        detail::require_encode_output(name_, out_size, bytes, n);
+        write_payload_header({prefix, payload_header_size}, {format_id, sizeof(V), n});
+        std::byte* params = prefix + payload_header_size;
+        detail::store<std::uint8_t>(params, static_cast<std::uint8_t>(options_.bits));
+        detail::store<std::uint8_t>(params + 1, options_.stochastic ? 1 : 0);
+        detail::store<std::uint16_t>(params + 2, 0);
+        detail::store<std::uint32_t>(params + 4, static_cast<std::uint32_t>(options_.bucket));
+        return bytes;
+    }
+
     /// Encodes `values`; on return they hold the reconstruction decode will produce. Draws one
     /// 64-bit key from `random` when stochastic. Throws message_error when `out` is too small,
     /// non_finite_error for a NaN/inf element and invalid_argument_error for a bucket whose
@@ -308,17 +323,8 @@ public:
     /// reconstruction, the failing one and later ones are unchanged.
     std::size_t encode(std::span<V> values, std::span<std::byte> out, rng& random) const {
         const std::size_t n = values.size();
-        const std::size_t bytes = max_encoded_size(n);
-        detail::require<message_error>(out.size() >= bytes, name_, " encode: output of ",
-                                       out.size(), " bytes, needs ", bytes, " for ", n,
-                                       " elements");
-        write_payload_header(out, {format_id, sizeof(V), n});
-        std::byte* params = out.data() + payload_header_size;
-        detail::store<std::uint8_t>(params, static_cast<std::uint8_t>(options_.bits));
-        detail::store<std::uint8_t>(params + 1, options_.stochastic ? 1 : 0);
-        detail::store<std::uint16_t>(params + 2, 0);
-        detail::store<std::uint32_t>(params + 4, static_cast<std::uint32_t>(options_.bucket));
-        std::byte* data = params + params_size;
+        const std::size_t bytes = write_prefix(n, out.size(), out.data());
+        std::byte* data = out.data() + prefix_size;
         if (options_.stochastic) {
             const std::uint64_t key = random();
             detail::bitpack_dispatch8(options_.bits, [&](auto B) {

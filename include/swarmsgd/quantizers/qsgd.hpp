@@ -137,6 +137,9 @@ public:
     /// Bytes of per-bucket metadata (norm).
     static constexpr std::size_t bucket_meta_size = 4;
 
+    /// Bytes of the payload header and parameter block that begin every payload.
+    static constexpr std::size_t prefix_size = payload_header_size + params_size;
+
     /// s = 127 (8-bit codes), bucket 512.
     qsgd_quantizer() : qsgd_quantizer(qsgd_options{}) {}
 
@@ -146,10 +149,7 @@ public:
         detail::require<invalid_argument_error>(options.levels >= 1 && options.levels <= 32767,
                                                 "qsgd_quantizer: levels = ", options.levels,
                                                 " is outside 1..32767");
-        detail::require<invalid_argument_error>(
-            options.bucket >= 8 && options.bucket % 8 == 0 && options.bucket <= (1ull << 31),
-            "qsgd_quantizer: bucket = ", options.bucket,
-            " must be a multiple of 8 in 8..2^31 (buckets start on byte boundaries)");
+        detail::require_byte_aligned_bucket("qsgd_quantizer", options.bucket);
         name_ = detail::concat("qsgd(", options.levels, " levels, bucket ", options.bucket, ")");
     }
 
@@ -178,24 +178,31 @@ public:
                detail::packed_bytes(n, bits);
     }
 
+    /// The start of encode, shared with the Thrust codec: throws message_error unless an
+    /// output of `out_size` bytes holds the payload of n elements, then writes the payload
+    /// header and the parameter block to `prefix` (prefix_size bytes). Returns the payload size.
+    std::size_t write_prefix(std::size_t n, std::size_t out_size, std::byte* prefix) const {
+        const std::size_t bytes = max_encoded_size(n);
+        detail::require_encode_output(name_, out_size, bytes, n);
+        write_payload_header({prefix, payload_header_size}, {format_id, sizeof(V), n});
+        std::byte* params = prefix + payload_header_size;
+        detail::store<std::uint16_t>(params, static_cast<std::uint16_t>(options_.levels));
+        detail::store<std::uint16_t>(params + 2, 0);
+        detail::store<std::uint32_t>(params + 4, static_cast<std::uint32_t>(options_.bucket));
+        return bytes;
+    }
+
     /// Encodes `values` (one 64-bit key drawn from `random`); on return they hold the
     /// reconstruction decode will produce. Throws message_error when `out` is too small,
     /// non_finite_error for NaN/inf and invalid_argument_error for a bucket whose norm
     /// overflows float; buckets before the failing one then already hold their reconstruction.
     std::size_t encode(std::span<V> values, std::span<std::byte> out, rng& random) const {
         const std::size_t n = values.size();
-        const std::size_t bytes = max_encoded_size(n);
-        detail::require<message_error>(out.size() >= bytes, name_, " encode: output of ",
-                                       out.size(), " bytes, needs ", bytes, " for ", n,
-                                       " elements");
-        write_payload_header(out, {format_id, sizeof(V), n});
-        std::byte* params = out.data() + payload_header_size;
-        detail::store<std::uint16_t>(params, static_cast<std::uint16_t>(options_.levels));
-        detail::store<std::uint16_t>(params + 2, 0);
-        detail::store<std::uint32_t>(params + 4, static_cast<std::uint32_t>(options_.bucket));
+        const std::size_t bytes = write_prefix(n, out.size(), out.data());
         const std::uint64_t key = random();
         detail::bitpack_dispatch(code_bits(), [&](auto B) {
-            if constexpr (B() >= 2) encode_impl<B()>(values.data(), n, params + params_size, key);
+            if constexpr (B() >= 2)
+                encode_impl<B()>(values.data(), n, out.data() + prefix_size, key);
         });
         return bytes;
     }

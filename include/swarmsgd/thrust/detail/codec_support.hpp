@@ -4,12 +4,16 @@
 /// payload prefix (header and parameters) written on the host, payloads staged into a system,
 /// per-bucket scratch, and the launch of a functor over n items.
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <string_view>
+#include <vector>
 
 #include "../../detail/config.hpp"
+#include "../../detail/quantizer_support.hpp"
 #include "../model_ops.hpp"
 #include "../system.hpp"
 #include "../system_buffer.hpp"
@@ -91,6 +95,21 @@ template <class S, class T>
     const auto it = thrust::find_if(system_ops<S>::policy(), index_iterator(0), index_iterator(n),
                                     flagged<T>{flags});
     return static_cast<std::size_t>(*it);
+}
+
+/// The cold path of a bucketed encoder that flagged bucket b: copies its values (m elements
+/// from element b0) out of S and throws non_finite_error, as the CPU encoders do, at the first
+/// NaN/inf. Returns the copy when every value is finite: the caller raises its own error.
+template <class V, class S>
+[[nodiscard]] std::vector<V> flagged_bucket_on_host(std::string_view quantizer, const V* values,
+                                                    std::size_t b0, std::size_t m) {
+    std::vector<V> xb(m);
+    system_ops<S>::to_host(values + b0, m, xb.data());
+    for (std::size_t j = 0; j < m; ++j)
+        if (!std::isfinite(xb[j]))
+            raise<non_finite_error>(quantizer, " encode: element ", b0 + j, " is ",
+                                    exact_text(xb[j]), "; only finite values can be sent");
+    return xb;
 }
 
 }  // namespace swarmsgd::detail

@@ -245,34 +245,20 @@ template <tensor_value V, class S>
 struct system_codec<lattice_quantizer<V>, S> {
     using Q = lattice_quantizer<V>;  ///< the quantizer
     static constexpr std::size_t chunk = detail::inner_chunk<S>;
+    static_assert(detail::lattice_codes_offset <= detail::max_payload_prefix);
 
     /// As lattice_quantizer::encode: the current step, the same payload (parameters, codes,
     /// checksums), reconstruction, rng draw and exceptions.
     std::size_t encode(const Q& q, system_span<V, S> values, system_span<std::byte, S> out,
                        rng& random) {
-        using detail::require;
         const auto& o = q.options();
         const std::size_t n = values.size();
         const std::size_t bytes = q.max_encoded_size(n);
-        require<message_error>(out.size() >= bytes, "lattice encode: output of ", out.size(),
-                               " bytes, ", n, " elements need ", bytes);
-        const double eps = q.encoding_step();
-        require<invalid_argument_error>(
-            detail::lattice_valid_eps<V>(eps), "lattice encode: step eps = ", eps,
-            " is not a finite normal ", value_name(), " > 0 (distance estimate ",
-            q.distance_estimate(), ", bits ", o.bits, ")");
+        detail::payload_prefix prefix;
+        const double eps = q.write_prefix(n, out.size(), prefix.bytes);
         const unsigned bits = o.bits;
         const std::size_t bucket = o.bucket;
         const std::uint64_t key = o.stochastic ? random() : 0;
-
-        detail::payload_prefix prefix;
-        write_payload_header(prefix.first(payload_header_size), {Q::format_id, sizeof(V), n});
-        std::byte* const params = prefix.bytes + payload_header_size;
-        detail::store<double>(params, eps);
-        detail::store<std::uint8_t>(params + 8, static_cast<std::uint8_t>(bits));
-        detail::store<std::uint8_t>(params + 9, o.stochastic ? 1 : 0);
-        detail::store<std::uint16_t>(params + 10, 0);
-        detail::store<std::uint32_t>(params + 12, static_cast<std::uint32_t>(bucket));
 
         const std::size_t span = detail::lattice_segment_span(bucket);
         const std::size_t segments = detail::count_of(n, span);
@@ -370,10 +356,6 @@ struct system_codec<lattice_quantizer<V>, S> {
     }
 
 private:
-    [[nodiscard]] static constexpr const char* value_name() noexcept {
-        return std::is_same_v<V, float> ? "float" : "double";
-    }
-
     std::uint32_t* prepare_partials(std::size_t bucket, std::size_t segments) {
         if (bucket <= detail::lattice_chunk) return nullptr;
         partials_.resize(2 * segments);

@@ -143,28 +143,21 @@ template <tensor_value V, class S>
 struct system_codec<qsgd_quantizer<V>, S> {
     using Q = qsgd_quantizer<V>;  ///< the quantizer
     static constexpr std::size_t chunk = detail::inner_chunk<S>;
+    static_assert(Q::prefix_size <= detail::max_payload_prefix);
 
     /// As qsgd_quantizer::encode (same payload, reconstruction, rng draw and exceptions).
     std::size_t encode(const Q& q, system_span<V, S> values, system_span<std::byte, S> out,
                        rng& random) {
         const auto& o = q.options();
         const std::size_t n = values.size();
-        const std::size_t bytes = q.max_encoded_size(n);
-        detail::require<message_error>(out.size() >= bytes, q.name(), " encode: output of ",
-                                       out.size(), " bytes, needs ", bytes, " for ", n,
-                                       " elements");
         detail::payload_prefix prefix;
-        write_payload_header(prefix.first(payload_header_size), {Q::format_id, sizeof(V), n});
-        std::byte* params = prefix.bytes + payload_header_size;
-        detail::store<std::uint16_t>(params, static_cast<std::uint16_t>(o.levels));
-        detail::store<std::uint16_t>(params + 2, 0);
-        detail::store<std::uint32_t>(params + 4, static_cast<std::uint32_t>(o.bucket));
+        const std::size_t bytes = q.write_prefix(n, out.size(), prefix.bytes);
         const std::uint64_t key = random();
         const std::size_t buckets = detail::count_of(n, o.bucket);
         detail::device_call("swarmsgd: qsgd encode", [&] {
-            prefix.copy_to<S>(payload_header_size + Q::params_size, out.data());
+            prefix.copy_to<S>(Q::prefix_size, out.data());
             status_.resize(buckets);
-            std::byte* data = out.data() + payload_header_size + Q::params_size;
+            std::byte* data = out.data() + Q::prefix_size;
             detail::bitpack_dispatch(q.code_bits(), [&](auto B) {
                 if constexpr (B() >= 2) {
                     const std::size_t stride =
@@ -220,13 +213,7 @@ private:
         const std::size_t bucket = q.options().bucket;
         const std::size_t b0 = b * bucket;
         const std::size_t m = bucket < values.size() - b0 ? bucket : values.size() - b0;
-        std::vector<V> xb(m);
-        detail::system_ops<S>::to_host(values.data() + b0, m, xb.data());
-        for (std::size_t j = 0; j < m; ++j)
-            if (!std::isfinite(xb[j]))
-                detail::raise<non_finite_error>(q.name(), " encode: element ", b0 + j, " is ",
-                                                detail::exact_text(xb[j]),
-                                                "; only finite values can be sent");
+        (void)detail::flagged_bucket_on_host<V, S>(q.name(), values.data(), b0, m);  // NaN/inf?
         detail::raise<invalid_argument_error>(q.name(), " encode: the L2 norm of bucket ", b,
                                               " (elements ", b0, "..", b0 + m - 1,
                                               ") overflows float");
