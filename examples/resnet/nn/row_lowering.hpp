@@ -18,8 +18,10 @@
 
 #include "common.hpp"
 #include "conv2d_shape.hpp"
+#include "gemm.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 
 namespace swarmsgd::examples::resnet::nn {
@@ -199,25 +201,24 @@ void raise_rows(const conv2d_shape& s, int batch, const T* dxr, int b, T* dx, bo
 }
 
 /// Forward of image b: y[b] = sum over kh of wr[kh] * view(kh) of xr, written, or added to
-/// y[b] when accumulate.  wr from rearrange_weights, xr from lower_rows,
-/// y: [C_out][batch][out_h][out_w].
+/// y[b] when accumulate: one gemm() whose segments are the kernel rows (16 at a time).
+/// wr from rearrange_weights, xr from lower_rows, y: [C_out][batch][out_h][out_w].
 template <class T>
 void row_lowered_forward(const conv2d_shape& s, int batch, const T* wr, const T* xr, int b, T* y,
                          bool accumulate = false) {
-    const Eigen::Index ck = idx(static_cast<std::size_t>(s.in_channels) * s.kernel);
-    const Eigen::Index n = idx(s.out_plane());
-    const Eigen::Index cols = idx(row_lowered_cols(s));
-    row_map<T> Y(y + static_cast<std::size_t>(b) * s.out_plane(), s.out_channels, n,
-                 Eigen::OuterStride<>(idx(static_cast<std::size_t>(batch) * s.out_plane())));
-    for (int kh = 0; kh < s.kernel; ++kh) {
-        const const_row_map<T> Wk(wr + static_cast<std::size_t>(kh) * s.out_channels * ck,
-                                  s.out_channels, ck, Eigen::OuterStride<>(ck));
-        const const_row_map<T> X(xr + row_view(s, kh), ck, n, Eigen::OuterStride<>(cols));
-        if (kh == 0 && !accumulate) {
-            Y.noalias() = Wk * X;
-        } else {
-            Y.noalias() += Wk * X;
-        }
+    const auto ck = static_cast<std::ptrdiff_t>(s.in_channels) * s.kernel;
+    const auto n = static_cast<int>(s.out_plane());
+    const std::ptrdiff_t cols = idx(row_lowered_cols(s));
+    constexpr int max_segments = 16;
+    std::array<std::ptrdiff_t, max_segments> views{};
+    for (int kh0 = 0; kh0 < s.kernel; kh0 += max_segments) {
+        const int segments = std::min(max_segments, s.kernel - kh0);
+        for (int i = 0; i < segments; ++i)
+            views[static_cast<std::size_t>(i)] = idx(row_view(s, kh0 + i));
+        gemm(s.out_channels, n, static_cast<int>(ck), segments,
+             gemm_lhs<T>{wr + kh0 * s.out_channels * ck, ck, 1, s.out_channels * ck},
+             gemm_rhs<T>{xr, cols, views.data()}, y + static_cast<std::size_t>(b) * s.out_plane(),
+             idx(static_cast<std::size_t>(batch) * s.out_plane()), accumulate || kh0 > 0);
     }
 }
 
@@ -247,18 +248,16 @@ void row_lowered_weight_gradient(const conv2d_shape& s, int batch, const T* xr, 
 template <class T>
 void row_lowered_input_gradient(const conv2d_shape& s, int batch, const T* wr, const T* dy, int b,
                                 T* dxr) {
-    const Eigen::Index ck = idx(static_cast<std::size_t>(s.in_channels) * s.kernel);
-    const Eigen::Index n = idx(s.out_plane());
-    const Eigen::Index cols = idx(row_lowered_cols(s));
-    const const_row_map<T> dY(
-        dy + static_cast<std::size_t>(b) * s.out_plane(), s.out_channels, n,
-        Eigen::OuterStride<>(idx(static_cast<std::size_t>(batch) * s.out_plane())));
+    const auto ck = static_cast<std::ptrdiff_t>(s.in_channels) * s.kernel;
+    const std::ptrdiff_t cols = idx(row_lowered_cols(s));
     vector_map<T>(dxr, idx(row_lowered_size(s))).setZero();
     for (int kh = 0; kh < s.kernel; ++kh) {
-        const const_row_map<T> Wk(wr + static_cast<std::size_t>(kh) * s.out_channels * ck,
-                                  s.out_channels, ck, Eigen::OuterStride<>(ck));
-        row_map<T>(dxr + row_view(s, kh), ck, n, Eigen::OuterStride<>(cols)).noalias() +=
-            Wk.transpose() * dY;
+        // dxr view (ck x pixels) += wr[kh]^T (ck x C_out) * dy[b] (C_out x pixels)
+        gemm(static_cast<int>(ck), static_cast<int>(s.out_plane()), s.out_channels, 1,
+             gemm_lhs<T>{wr + kh * s.out_channels * ck, 1, ck, 0},
+             gemm_rhs<T>{dy + static_cast<std::size_t>(b) * s.out_plane(),
+                         idx(static_cast<std::size_t>(batch) * s.out_plane()), nullptr},
+             dxr + row_view(s, kh), cols, true);
     }
 }
 

@@ -1,0 +1,188 @@
+#pragma once
+/// \file gemm.hpp
+/// The matrix product the convolutions are made of, in the one form they need:
+///
+///   C[i][j] (= or +=) sum over segments s, rows r < k of  A_s[i][r] * B_s[r][j]
+///     A_s[i][r] = a[i * a_m + r * a_k + s * a_seg]      (any strides: broadcast, never packed)
+///     B_s[r][j] = b[b_seg[s] + r * ldb + j]             (rows contiguous along j)
+///     C[i][j]   = c[i * ldc + j]
+///
+/// C is m x n, one row per output channel (or weight row), its columns the pixels: a row of C
+/// and the rows of B are contiguous, so the kernel vectorizes along j and reads B in place.
+/// The segments are the kernel rows of a row-lowered convolution (row_lowering.hpp): B_s is the
+/// lowered image at the view of kernel row s, so a whole k x k convolution is ONE product whose
+/// sum stays in registers, where Eigen needed k products, each packing both operands.
+///
+/// With AVX-512 (float), a register-blocked kernel: MR rows of C x NV vectors of 16 columns
+/// (24 of the 32 zmm registers accumulate), one broadcast of A and NV loads of B per MR * NV
+/// FMAs; the last columns are masked. Otherwise (no AVX-512, or double) a plain Eigen product
+/// per segment. Each element of C is summed by one call in a fixed order (segments, then rows),
+/// so the result does not depend on how the callers split the work between threads.
+
+#include "common.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+#include <utility>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace swarmsgd::examples::resnet::nn {
+
+/// Whether gemm() has its AVX-512 kernel (for float) in this build.
+#if defined(__AVX512F__)
+inline constexpr bool gemm_has_simd = true;
+#else
+inline constexpr bool gemm_has_simd = false;
+#endif
+
+/// A operand of gemm(): element (i, r) of segment s at data[i * m_stride + r * k_stride +
+/// s * seg_stride].
+template <class T>
+struct gemm_lhs {
+    const T* data = nullptr;
+    std::ptrdiff_t m_stride = 0;    ///< between rows of C
+    std::ptrdiff_t k_stride = 1;    ///< along the reduction
+    std::ptrdiff_t seg_stride = 0;  ///< between segments
+};
+
+/// B operand of gemm(): element (r, j) of segment s at data[seg_offset[s] + r * row_stride + j]
+/// (seg_offset null: offset 0, for a single segment).
+template <class T>
+struct gemm_rhs {
+    const T* data = nullptr;
+    std::ptrdiff_t row_stride = 0;
+    const std::ptrdiff_t* seg_offset = nullptr;
+};
+
+namespace gemm_detail {
+
+/// The portable path: one Eigen product per segment.
+template <class T>
+void gemm_eigen(int m, int n, int k, int segments, const gemm_lhs<T>& a, const gemm_rhs<T>& b, T* c,
+                std::ptrdiff_t ldc, bool accumulate) {
+    using strided = Eigen::Map<const row_matrix<T>, Eigen::Unaligned,
+                               Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
+    row_map<T> C(c, m, n, Eigen::OuterStride<>(ldc));
+    if (segments == 0 || k == 0) {
+        if (!accumulate) C.setZero();
+        return;
+    }
+    for (int s = 0; s < segments; ++s) {
+        const strided A(a.data + s * a.seg_stride, m, k,
+                        Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(a.m_stride, a.k_stride));
+        const const_row_map<T> B(b.data + (b.seg_offset == nullptr ? 0 : b.seg_offset[s]), k, n,
+                                 Eigen::OuterStride<>(b.row_stride));
+        if (s == 0 && !accumulate) {
+            C.noalias() = A * B;
+        } else {
+            C.noalias() += A * B;
+        }
+    }
+}
+
+#if defined(__AVX512F__)
+
+/// Tile of MR rows x NV vectors of C; `mask` selects the valid columns of the last vector.
+template <int MR, int NV>
+void kernel(int k, int segments, const float* a, std::ptrdiff_t a_m, std::ptrdiff_t a_k,
+            std::ptrdiff_t a_seg, const float* b, std::ptrdiff_t ldb, const std::ptrdiff_t* b_seg,
+            float* c, std::ptrdiff_t ldc, bool accumulate, __mmask16 mask) {
+    // Flat arrays and full unrolling, so that GCC keeps them in registers.
+    __m512 acc[MR * NV];
+#pragma GCC unroll 32
+    for (int t = 0; t < MR * NV; ++t) acc[t] = _mm512_setzero_ps();
+    for (int s = 0; s < segments; ++s) {
+        const float* as = a + s * a_seg;
+        const float* bs = b + (b_seg == nullptr ? 0 : b_seg[s]);
+        for (int r = 0; r < k; ++r, as += a_k, bs += ldb) {
+            __m512 bv[NV];
+#pragma GCC unroll 8
+            for (int v = 0; v < NV - 1; ++v) bv[v] = _mm512_loadu_ps(bs + 16 * v);
+            bv[NV - 1] = _mm512_maskz_loadu_ps(mask, bs + 16 * (NV - 1));
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; ++v) asm("" : "+v"(bv[v]));  // one load each, not MR
+#pragma GCC unroll 16
+            for (int i = 0; i < MR; ++i) {
+                const __m512 ai = _mm512_set1_ps(as[i * a_m]);
+#pragma GCC unroll 8
+                for (int v = 0; v < NV; ++v)
+                    acc[i * NV + v] = _mm512_fmadd_ps(ai, bv[v], acc[i * NV + v]);
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+        float* ci = c + i * ldc;
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) {
+            const __mmask16 mv = v == NV - 1 ? mask : __mmask16(0xFFFF);
+            __m512 out = acc[i * NV + v];
+            if (accumulate) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(mv, ci + 16 * v));
+            _mm512_mask_storeu_ps(ci + 16 * v, mv, out);
+        }
+    }
+}
+
+/// Tile shape: MR rows x NV vectors (MR * NV accumulators, NV + 1 registers for the operands).
+inline constexpr int tile_rows = 4;
+inline constexpr int tile_vectors = 4;
+
+/// Columns [j, j + 16 V) of C (the last vector masked by `mask`), every row: tiles of MR rows,
+/// then the last rows one at a time. The B panel of these columns stays in the L1 cache.
+template <int V>
+void column_block(int m, int k, int segments, const gemm_lhs<float>& a, const gemm_rhs<float>& b,
+                  float* c, std::ptrdiff_t ldc, bool accumulate, int j, __mmask16 mask) {
+    int i = 0;
+    for (; i + tile_rows <= m; i += tile_rows)
+        kernel<tile_rows, V>(k, segments, a.data + i * a.m_stride, a.m_stride, a.k_stride,
+                             a.seg_stride, b.data + j, b.row_stride, b.seg_offset, c + i * ldc + j,
+                             ldc, accumulate, mask);
+    for (; i < m; ++i)
+        kernel<1, V>(k, segments, a.data + i * a.m_stride, a.m_stride, a.k_stride, a.seg_stride,
+                     b.data + j, b.row_stride, b.seg_offset, c + i * ldc + j, ldc, accumulate,
+                     mask);
+}
+
+inline void gemm_avx512(int m, int n, int k, int segments, const gemm_lhs<float>& a,
+                        const gemm_rhs<float>& b, float* c, std::ptrdiff_t ldc, bool accumulate) {
+    constexpr int width = 16 * tile_vectors;
+    int j = 0;
+    for (; j + width <= n; j += width)
+        column_block<tile_vectors>(m, k, segments, a, b, c, ldc, accumulate, j, 0xFFFF);
+    const int rest = n - j;  // < width: ceil(rest / 16) vectors, the last one masked
+    if (rest == 0) return;
+    const auto mask = static_cast<__mmask16>((1u << ((rest - 1) % 16 + 1)) - 1u);
+    [&]<int... V>(std::integer_sequence<int, V...>) {
+        ((V + 1 == (rest + 15) / 16
+              ? column_block<V + 1>(m, k, segments, a, b, c, ldc, accumulate, j, mask)
+              : void()),
+         ...);
+    }
+    (std::make_integer_sequence<int, tile_vectors>{});
+}
+
+#endif
+
+}  // namespace gemm_detail
+
+/// C (m x n, row stride ldc) = sum over `segments` segments of A_s (m x k) * B_s (k x n), or
+/// C += that sum (accumulate). See the file comment for the operands. Simd = false forces the
+/// portable path (tests compare both).
+template <class T, bool Simd = gemm_has_simd>
+void gemm(int m, int n, int k, int segments, const gemm_lhs<T>& a, const gemm_rhs<T>& b, T* c,
+          std::ptrdiff_t ldc, bool accumulate) {
+    if (m <= 0 || n <= 0) return;
+#if defined(__AVX512F__)
+    if constexpr (Simd && std::is_same_v<T, float>) {
+        gemm_detail::gemm_avx512(m, n, k, segments, a, b, c, ldc, accumulate);
+        return;
+    }
+#endif
+    gemm_detail::gemm_eigen(m, n, k, segments, a, b, c, ldc, accumulate);
+}
+
+}  // namespace swarmsgd::examples::resnet::nn
