@@ -37,8 +37,10 @@ template <class T>
 [[nodiscard]] std::size_t conv2d_scratch_size(const conv2d_shape& s, int batch,
                                               const scratch<T>& ws) noexcept {
     if (!uses_row_lowering(s, ws)) return s.col_size(batch, sizeof(T), ws.col_budget);
-    return is_same_stride1(s) ? std::max(row_lowered_size(s), row_lowered_size(transposed(s)))
-                              : row_lowered_size(s);
+    // xr (or the lowered dy of the transposed convolution), then the transposed dy of dw
+    return (is_same_stride1(s) ? std::max(row_lowered_size(s), row_lowered_size(transposed(s)))
+                               : row_lowered_size(s)) +
+           row_lowered_weight_gradient_scratch(s);
 }
 
 /// Forward: y = conv(x, w).
@@ -128,7 +130,9 @@ void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, c
             if (by_rows) {
                 T* xr = ws.col[tid].data();
                 lower_rows(s, batch, x, b0, xr);
-                row_lowered_weight_gradient(s, batch, xr, dy, b0, partial);
+                row_lowered_weight_gradient(
+                    s, batch, xr, dy, b0, partial,
+                    xr + (ws.col[tid].size() - row_lowered_weight_gradient_scratch(s)));
                 if (dx == nullptr) continue;
                 if (is_same_stride1(s)) {
                     const conv2d_shape t = transposed(s);

@@ -127,42 +127,40 @@ void kernel(int k, int segments, const float* a, std::ptrdiff_t a_m, std::ptrdif
     }
 }
 
-/// Tile shape: MR rows x NV vectors (MR * NV accumulators, NV + 1 registers for the operands).
-inline constexpr int tile_rows = 4;
-inline constexpr int tile_vectors = 4;
-
 /// Columns [j, j + 16 V) of C (the last vector masked by `mask`), every row: tiles of MR rows,
 /// then the last rows one at a time. The B panel of these columns stays in the L1 cache.
-template <int V>
+template <int MR, int V>
 void column_block(int m, int k, int segments, const gemm_lhs<float>& a, const gemm_rhs<float>& b,
                   float* c, std::ptrdiff_t ldc, bool accumulate, int j, __mmask16 mask) {
     int i = 0;
-    for (; i + tile_rows <= m; i += tile_rows)
-        kernel<tile_rows, V>(k, segments, a.data + i * a.m_stride, a.m_stride, a.k_stride,
-                             a.seg_stride, b.data + j, b.row_stride, b.seg_offset, c + i * ldc + j,
-                             ldc, accumulate, mask);
+    for (; i + MR <= m; i += MR)
+        kernel<MR, V>(k, segments, a.data + i * a.m_stride, a.m_stride, a.k_stride, a.seg_stride,
+                      b.data + j, b.row_stride, b.seg_offset, c + i * ldc + j, ldc, accumulate,
+                      mask);
     for (; i < m; ++i)
         kernel<1, V>(k, segments, a.data + i * a.m_stride, a.m_stride, a.k_stride, a.seg_stride,
                      b.data + j, b.row_stride, b.seg_offset, c + i * ldc + j, ldc, accumulate,
                      mask);
 }
 
-inline void gemm_avx512(int m, int n, int k, int segments, const gemm_lhs<float>& a,
-                        const gemm_rhs<float>& b, float* c, std::ptrdiff_t ldc, bool accumulate) {
-    constexpr int width = 16 * tile_vectors;
+/// The whole product in tiles of MR rows x NV vectors (MR * NV accumulators, NV + 1 registers
+/// for the operands): column blocks of 16 NV, the last one narrower.
+template <int MR, int NV>
+void gemm_tiled(int m, int n, int k, int segments, const gemm_lhs<float>& a,
+                const gemm_rhs<float>& b, float* c, std::ptrdiff_t ldc, bool accumulate) {
     int j = 0;
-    for (; j + width <= n; j += width)
-        column_block<tile_vectors>(m, k, segments, a, b, c, ldc, accumulate, j, 0xFFFF);
-    const int rest = n - j;  // < width: ceil(rest / 16) vectors, the last one masked
+    for (; j + 16 * NV <= n; j += 16 * NV)
+        column_block<MR, NV>(m, k, segments, a, b, c, ldc, accumulate, j, 0xFFFF);
+    const int rest = n - j;  // < 16 NV: ceil(rest / 16) vectors, the last one masked
     if (rest == 0) return;
     const auto mask = static_cast<__mmask16>((1u << ((rest - 1) % 16 + 1)) - 1u);
     [&]<int... V>(std::integer_sequence<int, V...>) {
         ((V + 1 == (rest + 15) / 16
-              ? column_block<V + 1>(m, k, segments, a, b, c, ldc, accumulate, j, mask)
+              ? column_block<MR, V + 1>(m, k, segments, a, b, c, ldc, accumulate, j, mask)
               : void()),
          ...);
     }
-    (std::make_integer_sequence<int, tile_vectors>{});
+    (std::make_integer_sequence<int, NV>{});
 }
 
 #endif
@@ -178,7 +176,14 @@ void gemm(int m, int n, int k, int segments, const gemm_lhs<T>& a, const gemm_rh
     if (m <= 0 || n <= 0) return;
 #if defined(__AVX512F__)
     if constexpr (Simd && std::is_same_v<T, float>) {
-        gemm_detail::gemm_avx512(m, n, k, segments, a, b, c, ldc, accumulate);
+        // About 24 accumulators whatever the width (the weight gradient's C is only 16-64 wide)
+        if (n <= 16) {
+            gemm_detail::gemm_tiled<12, 1>(m, n, k, segments, a, b, c, ldc, accumulate);
+        } else if (n <= 32) {
+            gemm_detail::gemm_tiled<12, 2>(m, n, k, segments, a, b, c, ldc, accumulate);
+        } else {
+            gemm_detail::gemm_tiled<4, 4>(m, n, k, segments, a, b, c, ldc, accumulate);
+        }
         return;
     }
 #endif

@@ -222,24 +222,41 @@ void row_lowered_forward(const conv2d_shape& s, int batch, const T* wr, const T*
     }
 }
 
+/// Scratch elements row_lowered_weight_gradient needs: dy of one image transposed.
+[[nodiscard]] inline std::size_t row_lowered_weight_gradient_scratch(
+    const conv2d_shape& s) noexcept {
+    return s.out_plane() * static_cast<std::size_t>(s.out_channels);
+}
+
+/// dst [cols][rows] = src^T, src: rows x cols with row stride ld (in 16 x 16 blocks).
+template <class T>
+void transpose(std::size_t rows, std::size_t cols, const T* src, std::size_t ld, T* dst) {
+    constexpr std::size_t block = 16;
+    for (std::size_t i0 = 0; i0 < rows; i0 += block)
+        for (std::size_t j0 = 0; j0 < cols; j0 += block)
+            for (std::size_t i = i0; i < std::min(rows, i0 + block); ++i)
+                for (std::size_t j = j0; j < std::min(cols, j0 + block); ++j)
+                    dst[j * rows + i] = src[i * ld + j];
+}
+
 /// Weight gradient of image b: adds d(loss)/d(wr) into dwr ([k] column-major C_out x (C_in k)
 /// matrices, the order of rearrange_weights).  xr: lower_rows of image b of the forward input,
-/// dy: [C_out][batch][out_h][out_w].
+/// dy: [C_out][batch][out_h][out_w], dyt: row_lowered_weight_gradient_scratch(s) elements.
+/// Per kernel row, dwr[kh] (as (C_in k) x C_out, row-major) += view(kh) of xr * dy[b]^T: the
+/// transposed dy (pixels x C_out) is the operand read by rows, the lowered image is broadcast.
 template <class T>
 void row_lowered_weight_gradient(const conv2d_shape& s, int batch, const T* xr, const T* dy, int b,
-                                 T* dwr) {
-    using col_major = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
-    const Eigen::Index ck = idx(static_cast<std::size_t>(s.in_channels) * s.kernel);
-    const Eigen::Index n = idx(s.out_plane());
-    const Eigen::Index cols = idx(row_lowered_cols(s));
-    const std::size_t wk_size = static_cast<std::size_t>(s.out_channels) * ck;
-    const const_row_map<T> dY(
-        dy + static_cast<std::size_t>(b) * s.out_plane(), s.out_channels, n,
-        Eigen::OuterStride<>(idx(static_cast<std::size_t>(batch) * s.out_plane())));
+                                 T* dwr, T* dyt) {
+    const auto ck = static_cast<std::ptrdiff_t>(s.in_channels) * s.kernel;
+    const std::size_t n = s.out_plane();
+    const std::ptrdiff_t cols = idx(row_lowered_cols(s));
+    transpose(static_cast<std::size_t>(s.out_channels), n, dy + static_cast<std::size_t>(b) * n,
+              static_cast<std::size_t>(batch) * n, dyt);
     for (int kh = 0; kh < s.kernel; ++kh) {
-        Eigen::Map<col_major>(dwr + kh * wk_size, s.out_channels, ck).noalias() +=
-            dY *
-            const_row_map<T>(xr + row_view(s, kh), ck, n, Eigen::OuterStride<>(cols)).transpose();
+        gemm(static_cast<int>(ck), s.out_channels, static_cast<int>(n), 1,
+             gemm_lhs<T>{xr + row_view(s, kh), cols, 1, 0},
+             gemm_rhs<T>{dyt, s.out_channels, nullptr}, dwr + kh * ck * s.out_channels,
+             s.out_channels, true);
     }
 }
 
