@@ -128,19 +128,22 @@ void kernel(int k, int segments, const float* a, std::ptrdiff_t a_m, std::ptrdif
 }
 
 /// Columns [j, j + 16 V) of C (the last vector masked by `mask`), every row: tiles of MR rows,
-/// then the last rows one at a time. The B panel of these columns stays in the L1 cache.
+/// then one tile of the m % MR last rows. The B panel of these columns stays in the L1 cache.
 template <int MR, int V>
 void column_block(int m, int k, int segments, const gemm_lhs<float>& a, const gemm_rhs<float>& b,
                   float* c, std::ptrdiff_t ldc, bool accumulate, int j, __mmask16 mask) {
-    int i = 0;
-    for (; i + MR <= m; i += MR)
-        kernel<MR, V>(k, segments, a.data + i * a.m_stride, a.m_stride, a.k_stride, a.seg_stride,
-                      b.data + j, b.row_stride, b.seg_offset, c + i * ldc + j, ldc, accumulate,
-                      mask);
-    for (; i < m; ++i)
-        kernel<1, V>(k, segments, a.data + i * a.m_stride, a.m_stride, a.k_stride, a.seg_stride,
+    const auto run = [&]<int R>(int i) {
+        kernel<R, V>(k, segments, a.data + i * a.m_stride, a.m_stride, a.k_stride, a.seg_stride,
                      b.data + j, b.row_stride, b.seg_offset, c + i * ldc + j, ldc, accumulate,
                      mask);
+    };
+    int i = 0;
+    for (; i + MR <= m; i += MR) run.template operator()<MR>(i);
+    const int rest = m - i;  // < MR
+    [&]<int... R>(std::integer_sequence<int, R...>) {
+        ((R + 1 == rest ? run.template operator()<R + 1>(i) : void()), ...);
+    }
+    (std::make_integer_sequence<int, MR - 1>{});
 }
 
 /// The whole product in tiles of MR rows x NV vectors (MR * NV accumulators, NV + 1 registers
