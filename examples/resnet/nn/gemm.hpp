@@ -166,9 +166,58 @@ void gemm_tiled(int m, int n, int k, int segments, const gemm_lhs<float>& a,
     (std::make_integer_sequence<int, NV>{});
 }
 
+/// dst[j][i] = src[i][j] for a 16 x 16 block: src rows ld_src apart, dst rows ld_dst apart.
+inline void transpose16(const float* src, std::size_t ld_src, float* dst, std::size_t ld_dst) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + static_cast<std::size_t>(i) * ld_src);
+    for (int i = 0; i < 16; i += 2) {  // interleave pairs of rows
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {  // then pairs of pairs: 4 x 4 blocks per 128-bit lane
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int h = 0; h < 16; h += 8) {  // then the 128-bit lanes, in two rounds
+        for (int i = 0; i < 4; ++i) {
+            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    }
+    for (int i = 0; i < 8; ++i) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+    for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + static_cast<std::size_t>(i) * ld_dst, r[i]);
+}
+
 #endif
 
 }  // namespace gemm_detail
+
+/// dst [cols][rows] = src^T, src: rows x cols with row stride ld: the operand of a gemm()
+/// whose C is transposed. In 16 x 16 blocks (AVX-512 shuffles for float when Simd).
+template <class T, bool Simd = gemm_has_simd>
+void transpose(std::size_t rows, std::size_t cols, const T* src, std::size_t ld, T* dst) {
+    constexpr std::size_t block = 16;
+    for (std::size_t i0 = 0; i0 < rows; i0 += block) {
+        for (std::size_t j0 = 0; j0 < cols; j0 += block) {
+#if defined(__AVX512F__)
+            if constexpr (Simd && std::is_same_v<T, float>) {
+                if (i0 + block <= rows && j0 + block <= cols) {
+                    gemm_detail::transpose16(src + i0 * ld + j0, ld, dst + j0 * rows + i0, rows);
+                    continue;
+                }
+            }
+#endif
+            for (std::size_t i = i0; i < std::min(rows, i0 + block); ++i)
+                for (std::size_t j = j0; j < std::min(cols, j0 + block); ++j)
+                    dst[j * rows + i] = src[i * ld + j];
+        }
+    }
+}
 
 /// C (m x n, row stride ldc) = sum over `segments` segments of A_s (m x k) * B_s (k x n), or
 /// C += that sum (accumulate). See the file comment for the operands. Simd = false forces the

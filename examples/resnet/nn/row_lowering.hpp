@@ -228,17 +228,6 @@ void row_lowered_forward(const conv2d_shape& s, int batch, const T* wr, const T*
     return s.out_plane() * static_cast<std::size_t>(s.out_channels);
 }
 
-/// dst [cols][rows] = src^T, src: rows x cols with row stride ld (in 16 x 16 blocks).
-template <class T>
-void transpose(std::size_t rows, std::size_t cols, const T* src, std::size_t ld, T* dst) {
-    constexpr std::size_t block = 16;
-    for (std::size_t i0 = 0; i0 < rows; i0 += block)
-        for (std::size_t j0 = 0; j0 < cols; j0 += block)
-            for (std::size_t i = i0; i < std::min(rows, i0 + block); ++i)
-                for (std::size_t j = j0; j < std::min(cols, j0 + block); ++j)
-                    dst[j * rows + i] = src[i * ld + j];
-}
-
 /// Weight gradient of image b: adds d(loss)/d(wr) into dwr ([k] column-major C_out x (C_in k)
 /// matrices, the order of rearrange_weights).  xr: lower_rows of image b of the forward input,
 /// dy: [C_out][batch][out_h][out_w], dyt: row_lowered_weight_gradient_scratch(s) elements.

@@ -117,3 +117,28 @@ TEST_CASE("gemm: zero rows or columns touch nothing") {
                     nn::gemm_rhs<float>{b.data(), 4, nullptr}, c.data(), 4, true);
     for (float x : c) CHECK(x == 2.0F);
 }
+
+template <class T, bool Simd>
+void check_transpose() {
+    std::mt19937 gen(3);
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    for (std::size_t rows : {0, 1, 5, 16, 17, 32, 40})
+        for (std::size_t cols : {0, 1, 15, 16, 33, 64, 100}) {
+            CAPTURE(rows);
+            CAPTURE(cols);
+            const std::size_t ld = cols + 3;
+            std::vector<T> src(rows * ld + 1), dst(rows * cols + 1, T(7));
+            for (auto& x : src) x = static_cast<T>(u(gen));
+            nn::transpose<T, Simd>(rows, cols, src.data(), ld, dst.data());
+            for (std::size_t i = 0; i < rows; ++i)
+                for (std::size_t j = 0; j < cols; ++j)
+                    REQUIRE(dst[j * rows + i] == src[i * ld + j]);
+            REQUIRE(dst.back() == T(7));
+        }
+}
+
+TEST_CASE("transpose: both paths, blocks and edges") {
+    check_transpose<float, true>();
+    check_transpose<float, false>();
+    check_transpose<double, true>();
+}
