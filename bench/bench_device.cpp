@@ -81,7 +81,7 @@ struct measured {
     double seconds, copy_seconds;
 };
 
-std::string cpu_model() {
+[[maybe_unused]] std::string cpu_model() {
     std::ifstream in("/proc/cpuinfo");
     std::string line;
     while (std::getline(in, line))
