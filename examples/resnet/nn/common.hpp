@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #if defined(_OPENMP)
@@ -99,8 +100,10 @@ struct scratch {
     /// lowering (row_lowering.hpp), the others im2col (tests set it to force either).
     std::size_t row_lowering_min_plane = 64;
     std::vector<T> weights;  ///< weights rearranged for the row lowering (shared by threads)
-    std::vector<std::vector<T>> col;    ///< per thread: im2col / row-lowered matrix
-    std::vector<std::vector<T>> wgrad;  ///< per weight task: partial weight gradient
+    std::vector<std::ptrdiff_t> tap_offsets;  ///< direct convolution: offset of each tap
+    std::vector<std::uint16_t> tap_masks;     ///< direct convolution: pixels each tap reads
+    std::vector<std::vector<T>> col;          ///< per thread: im2col / row-lowered matrix
+    std::vector<std::vector<T>> wgrad;        ///< per weight task: partial weight gradient
 
     /// Sets the thread count and makes room for `col_size` lowering elements per thread and
     /// `wgrad_size` weight-gradient elements per weight task (grows, never shrinks).

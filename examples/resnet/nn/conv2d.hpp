@@ -2,14 +2,19 @@
 /// \file conv2d.hpp
 /// 2-D convolution without bias (batch norm follows every convolution of the ResNet), square or
 /// rectangular images, any kernel, stride and zero padding; used with 3x3 pad 1 and 1x1 pad 0,
-/// stride 1 or 2. Lowered to GEMMs (Eigen) in one of two ways, per image group:
+/// stride 1 or 2. Lowered to GEMMs in one of two ways, per image group:
 ///   - row lowering (row_lowering.hpp) for kernels k > 1 with output planes of at least
 ///     scratch::row_lowering_min_plane pixels, one image at a time: only the kernel's columns
-///     are unrolled, the kernel's rows become k GEMMs over shifted views (a third of im2col's
-///     copying for 3x3); for stride-1 "same" convolutions the input gradient is the forward of
-///     the transposed convolution, otherwise the adjoint of the lowering;
+///     are unrolled, and ONE gemm() (gemm.hpp) sums the kernel's rows as segments over shifted
+///     views (a third of im2col's copying for 3x3); the weight gradient is a gemm() per kernel
+///     row against the transposed dy; for stride-1 "same" convolutions the input gradient is
+///     the forward of the transposed convolution, otherwise the adjoint of the lowering.
+///     Where gemm() has its AVX-512 kernel, a stride-1 "same" forward (and so the input
+///     gradient) is computed "direct": the k * k taps are the segments, reading the image
+///     planes in place (one copy, no unrolling), the padding masked out (uses_direct);
 ///   - im2col (im2col.hpp) otherwise, over groups of images whose im2col matrix fits
-///     scratch::col_budget (the L2 cache); a 1x1 stride-1 convolution needs no lowering at all.
+///     scratch::col_budget (the L2 cache), with Eigen products; a 1x1 stride-1 convolution
+///     needs no lowering at all.
 ///
 /// Shapes (CBHW layout, see common.hpp), B = batch:
 ///   weight  w  : [out_channels][in_channels][kernel][kernel]   (PyTorch's order)
@@ -23,6 +28,8 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <type_traits>
 
 namespace swarmsgd::examples::resnet::nn {
 
@@ -31,6 +38,76 @@ template <class T>
 [[nodiscard]] bool uses_row_lowering(const conv2d_shape& s, const scratch<T>& ws) noexcept {
     return s.kernel > 1 && s.out_plane() >= ws.row_lowering_min_plane;
 }
+
+/// Whether conv2d computes `s` straight from the image, without lowering it (see
+/// conv2d_detail::direct_forward): for a stride-1 "same" convolution that would be row-lowered,
+/// where gemm() has its AVX-512 kernel (the masks of its portable path are plain loops).
+template <class T>
+[[nodiscard]] bool uses_direct(const conv2d_shape& s, const scratch<T>& ws) noexcept {
+    return gemm_has_simd && std::is_same_v<T, float> && uses_row_lowering(s, ws) &&
+           is_same_stride1(s);
+}
+
+namespace conv2d_detail {
+
+/// The taps (kh, kw) of a stride-1 "same" convolution (the same for transposed(s)), into
+/// ws.tap_offsets and ws.tap_masks: tap t = kh * k + kw reads input pixel p + offset[t] for
+/// output pixel p, where bit p % 16 of mask[t * ceil(out_plane / 16) + p / 16] is set (the
+/// input pixel (oh + kh - pad, ow + kw - pad) is inside the image; elsewhere it is padding).
+template <class T>
+void direct_taps(const conv2d_shape& s, scratch<T>& ws) {
+    const int k = s.kernel, w = s.out_w;
+    const int pixels = static_cast<int>(s.out_plane()), vectors = (pixels + 15) / 16;
+    ws.tap_offsets.resize(static_cast<std::size_t>(k * k));
+    ws.tap_masks.assign(static_cast<std::size_t>(k * k * vectors), 0);
+    for (int kh = 0; kh < k; ++kh) {
+        for (int kw = 0; kw < k; ++kw) {
+            const int t = kh * k + kw, dy = kh - s.pad, dx = kw - s.pad;
+            ws.tap_offsets[static_cast<std::size_t>(t)] = static_cast<std::ptrdiff_t>(dy) * w + dx;
+            std::uint16_t* mask = ws.tap_masks.data() + static_cast<std::size_t>(t) * vectors;
+            for (int p = 0; p < pixels; ++p) {
+                const int ih = p / w + dy, iw = p % w + dx;
+                if (ih >= 0 && ih < s.in_h && iw >= 0 && iw < s.in_w)
+                    mask[p / 16] = static_cast<std::uint16_t>(mask[p / 16] | (1u << (p % 16)));
+            }
+        }
+    }
+}
+
+/// Elements between the channels of image planes copied by direct_forward: the plane and 16
+/// more, so that the channels do not all fall into the same L1 cache sets (in x, the planes
+/// of one image are batch * plane apart, a multiple of 4 KiB).
+[[nodiscard]] inline std::size_t direct_channel_stride(const conv2d_shape& s) noexcept {
+    return s.in_plane() + 16;
+}
+
+/// Forward of image b straight from the image (uses_direct(s); taps from direct_taps):
+/// y[b] = sum over taps t of w_t * (x[b] shifted by offset[t], masked), one gemm() whose
+/// segments are the k * k taps, over a copy of the C_in planes of x[b] into `planes`
+/// (C_in * direct_channel_stride(s) elements). Written, or added to y[b] when accumulate.
+/// flip: w holds the weights of the convolution transposed(s) was made from, so the weights
+/// of s are w'[o][c][t] = w[c][o][k * k - 1 - t] (the input gradient).
+///   w: [C_out][C_in][k][k] (flip: [C_in][C_out][k][k]), x: [C_in][batch][h][w],
+///   y: [C_out][batch][h][w].
+template <class T>
+void direct_forward(const conv2d_shape& s, int batch, const T* w, bool flip, const T* x, int b,
+                    T* y, bool accumulate, const scratch<T>& ws, T* planes) {
+    const auto taps = static_cast<std::ptrdiff_t>(s.kernel) * s.kernel;
+    const std::size_t plane = s.in_plane(), stride = direct_channel_stride(s);
+    for (int c = 0; c < s.in_channels; ++c) {
+        const T* src = x + (static_cast<std::size_t>(c) * batch + b) * plane;
+        std::copy(src, src + plane, planes + static_cast<std::size_t>(c) * stride);
+    }
+    const gemm_lhs<T> a = flip ? gemm_lhs<T>{w + (taps - 1), taps, s.out_channels * taps, -1}
+                               : gemm_lhs<T>{w, s.in_channels * taps, taps, 1};
+    gemm(s.out_channels, static_cast<int>(plane), s.in_channels, static_cast<int>(taps), a,
+         gemm_rhs<T>{planes, idx(stride), ws.tap_offsets.data(), ws.tap_masks.data(),
+                     idx((plane + 15) / 16)},
+         y + static_cast<std::size_t>(b) * plane, idx(static_cast<std::size_t>(batch) * plane),
+         accumulate);
+}
+
+}  // namespace conv2d_detail
 
 /// Scratch elements per thread that conv2d needs for `s` and a batch of `batch`.
 template <class T>
@@ -50,6 +127,15 @@ void conv2d_forward(const conv2d_shape& s, int batch, const T* w, const T* x, T*
                     scratch<T>& ws) {
     ws.reserve(ws.threads, conv2d_scratch_size(s, batch, ws), 0);
     [[maybe_unused]] const int threads = ws.threads;
+    if (uses_direct(s, ws)) {
+        conv2d_detail::direct_taps(s, ws);
+        SWARMSGD_RESNET_PARALLEL_FOR
+        for (int b = 0; b < batch; ++b) {
+            T* planes = ws.col[static_cast<std::size_t>(thread_index())].data();
+            conv2d_detail::direct_forward(s, batch, w, false, x, b, y, false, ws, planes);
+        }
+        return;
+    }
     if (uses_row_lowering(s, ws)) {
         if (ws.weights.size() < s.weight_count()) ws.weights.resize(s.weight_count());
         rearrange_weights(s, w, ws.weights.data());
@@ -97,7 +183,9 @@ void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, c
     ws.reserve(ws.threads, conv2d_scratch_size(s, batch, ws), s.weight_count());
     [[maybe_unused]] const int threads = ws.threads;
     const bool by_rows = uses_row_lowering(s, ws);
-    if (by_rows) {
+    const bool direct = uses_direct(s, ws);  // d(loss)/dx straight from dy
+    if (direct) conv2d_detail::direct_taps(s, ws);
+    if (by_rows && !direct) {
         if (ws.weights.size() < s.weight_count()) ws.weights.resize(s.weight_count());
         if (is_same_stride1(s)) {  // d(loss)/dx: the forward of the transposed convolution
             rearrange_weights_transposed(s, w, ws.weights.data());
@@ -134,7 +222,10 @@ void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, c
                     s, batch, xr, dy, b0, partial,
                     xr + (ws.col[tid].size() - row_lowered_weight_gradient_scratch(s)));
                 if (dx == nullptr) continue;
-                if (is_same_stride1(s)) {
+                if (direct) {
+                    conv2d_detail::direct_forward(transposed(s), batch, w, true, dy, b0, dx,
+                                                  accumulate, ws, xr);  // xr is free again
+                } else if (is_same_stride1(s)) {
                     const conv2d_shape t = transposed(s);
                     lower_rows(t, batch, dy, b0, xr);
                     row_lowered_forward(t, batch, ws.weights.data(), xr, b0, dx, accumulate);

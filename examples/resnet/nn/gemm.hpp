@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 #include <utility>
 
@@ -50,64 +51,79 @@ struct gemm_lhs {
 };
 
 /// B operand of gemm(): element (r, j) of segment s at data[seg_offset[s] + r * row_stride + j]
-/// (seg_offset null: offset 0, for a single segment).
+/// (seg_offset null: offset 0, for a single segment). With a mask (the convolution straight
+/// from the image, where a segment is a kernel tap), element (r, j) of segment s is read only
+/// where bit j % 16 of mask[s * mask_stride + j / 16] is set, and counts as 0 elsewhere
+/// (the padding): those elements need not be valid memory.
 template <class T>
 struct gemm_rhs {
     const T* data = nullptr;
     std::ptrdiff_t row_stride = 0;
     const std::ptrdiff_t* seg_offset = nullptr;
+    const std::uint16_t* mask = nullptr;
+    std::ptrdiff_t mask_stride = 0;
 };
 
 namespace gemm_detail {
 
-/// The portable path: one Eigen product per segment.
+/// The portable path: one Eigen product per segment; with a mask, plain loops.
 template <class T>
 void gemm_eigen(int m, int n, int k, int segments, const gemm_lhs<T>& a, const gemm_rhs<T>& b, T* c,
                 std::ptrdiff_t ldc, bool accumulate) {
     using strided = Eigen::Map<const row_matrix<T>, Eigen::Unaligned,
                                Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
     row_map<T> C(c, m, n, Eigen::OuterStride<>(ldc));
-    if (segments == 0 || k == 0) {
-        if (!accumulate) C.setZero();
-        return;
-    }
-    for (int s = 0; s < segments; ++s) {
+    if (!accumulate) C.setZero();
+    for (int s = 0; s < segments && k > 0; ++s) {
+        const T* bs = b.data + (b.seg_offset == nullptr ? 0 : b.seg_offset[s]);
+        if (b.mask != nullptr) {
+            const std::uint16_t* ms = b.mask + s * b.mask_stride;
+            for (int i = 0; i < m; ++i)
+                for (int r = 0; r < k; ++r) {
+                    const T ai = a.data[i * a.m_stride + r * a.k_stride + s * a.seg_stride];
+                    for (int j = 0; j < n; ++j)
+                        if ((ms[j / 16] >> (j % 16)) & 1u)
+                            c[i * ldc + j] += ai * bs[r * b.row_stride + j];
+                }
+            continue;
+        }
         const strided A(a.data + s * a.seg_stride, m, k,
                         Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(a.m_stride, a.k_stride));
-        const const_row_map<T> B(b.data + (b.seg_offset == nullptr ? 0 : b.seg_offset[s]), k, n,
-                                 Eigen::OuterStride<>(b.row_stride));
-        if (s == 0 && !accumulate) {
-            C.noalias() = A * B;
-        } else {
-            C.noalias() += A * B;
-        }
+        C.noalias() += A * const_row_map<T>(bs, k, n, Eigen::OuterStride<>(b.row_stride));
     }
 }
 
 #if defined(__AVX512F__)
 
-/// Tile of MR rows x NV vectors of C; `mask` selects the valid columns of the last vector.
+/// Tile of MR rows x NV vectors of C at columns [j, j + 16 NV); `tail` selects the valid
+/// columns of the last vector.
 template <int MR, int NV>
-void kernel(int k, int segments, const float* a, std::ptrdiff_t a_m, std::ptrdiff_t a_k,
-            std::ptrdiff_t a_seg, const float* b, std::ptrdiff_t ldb, const std::ptrdiff_t* b_seg,
-            float* c, std::ptrdiff_t ldc, bool accumulate, __mmask16 mask) {
+void kernel(int k, int segments, const gemm_lhs<float>& a, const float* a_data,
+            const gemm_rhs<float>& b, int j, float* c, std::ptrdiff_t ldc, bool accumulate,
+            __mmask16 tail) {
     // Flat arrays and full unrolling, so that GCC keeps them in registers.
     __m512 acc[MR * NV];
 #pragma GCC unroll 32
     for (int t = 0; t < MR * NV; ++t) acc[t] = _mm512_setzero_ps();
     for (int s = 0; s < segments; ++s) {
-        const float* as = a + s * a_seg;
-        const float* bs = b + (b_seg == nullptr ? 0 : b_seg[s]);
-        for (int r = 0; r < k; ++r, as += a_k, bs += ldb) {
+        const float* as = a_data + s * a.seg_stride;
+        const float* bs = b.data + (b.seg_offset == nullptr ? 0 : b.seg_offset[s]) + j;
+        __mmask16 mv[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) {
+            mv[v] = v == NV - 1 ? tail : __mmask16(0xFFFF);
+            if (b.mask != nullptr) mv[v] &= b.mask[s * b.mask_stride + j / 16 + v];
+        }
+        for (int r = 0; r < k; ++r, as += a.k_stride, bs += b.row_stride) {
             __m512 bv[NV];
 #pragma GCC unroll 8
-            for (int v = 0; v < NV - 1; ++v) bv[v] = _mm512_loadu_ps(bs + 16 * v);
-            bv[NV - 1] = _mm512_maskz_loadu_ps(mask, bs + 16 * (NV - 1));
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; ++v) asm("" : "+v"(bv[v]));  // one load each, not MR
+            for (int v = 0; v < NV; ++v) {
+                bv[v] = _mm512_maskz_loadu_ps(mv[v], bs + 16 * v);
+                asm("" : "+v"(bv[v]));  // one load each, not one per row of the tile
+            }
 #pragma GCC unroll 16
             for (int i = 0; i < MR; ++i) {
-                const __m512 ai = _mm512_set1_ps(as[i * a_m]);
+                const __m512 ai = _mm512_set1_ps(as[i * a.m_stride]);
 #pragma GCC unroll 8
                 for (int v = 0; v < NV; ++v)
                     acc[i * NV + v] = _mm512_fmadd_ps(ai, bv[v], acc[i * NV + v]);
@@ -116,10 +132,10 @@ void kernel(int k, int segments, const float* a, std::ptrdiff_t a_m, std::ptrdif
     }
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-        float* ci = c + i * ldc;
+        float* ci = c + i * ldc + j;
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) {
-            const __mmask16 mv = v == NV - 1 ? mask : __mmask16(0xFFFF);
+            const __mmask16 mv = v == NV - 1 ? tail : __mmask16(0xFFFF);
             __m512 out = acc[i * NV + v];
             if (accumulate) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(mv, ci + 16 * v));
             _mm512_mask_storeu_ps(ci + 16 * v, mv, out);
@@ -127,15 +143,14 @@ void kernel(int k, int segments, const float* a, std::ptrdiff_t a_m, std::ptrdif
     }
 }
 
-/// Columns [j, j + 16 V) of C (the last vector masked by `mask`), every row: tiles of MR rows,
+/// Columns [j, j + 16 V) of C (the last vector masked by `tail`), every row: tiles of MR rows,
 /// then one tile of the m % MR last rows. The B panel of these columns stays in the L1 cache.
 template <int MR, int V>
 void column_block(int m, int k, int segments, const gemm_lhs<float>& a, const gemm_rhs<float>& b,
-                  float* c, std::ptrdiff_t ldc, bool accumulate, int j, __mmask16 mask) {
+                  float* c, std::ptrdiff_t ldc, bool accumulate, int j, __mmask16 tail) {
     const auto run = [&]<int R>(int i) {
-        kernel<R, V>(k, segments, a.data + i * a.m_stride, a.m_stride, a.k_stride, a.seg_stride,
-                     b.data + j, b.row_stride, b.seg_offset, c + i * ldc + j, ldc, accumulate,
-                     mask);
+        kernel<R, V>(k, segments, a, a.data + i * a.m_stride, b, j, c + i * ldc, ldc, accumulate,
+                     tail);
     };
     int i = 0;
     for (; i + MR <= m; i += MR) run.template operator()<MR>(i);
@@ -156,10 +171,10 @@ void gemm_tiled(int m, int n, int k, int segments, const gemm_lhs<float>& a,
         column_block<MR, NV>(m, k, segments, a, b, c, ldc, accumulate, j, 0xFFFF);
     const int rest = n - j;  // < 16 NV: ceil(rest / 16) vectors, the last one masked
     if (rest == 0) return;
-    const auto mask = static_cast<__mmask16>((1u << ((rest - 1) % 16 + 1)) - 1u);
+    const auto tail = static_cast<__mmask16>((1u << ((rest - 1) % 16 + 1)) - 1u);
     [&]<int... V>(std::integer_sequence<int, V...>) {
         ((V + 1 == (rest + 15) / 16
-              ? column_block<MR, V + 1>(m, k, segments, a, b, c, ldc, accumulate, j, mask)
+              ? column_block<MR, V + 1>(m, k, segments, a, b, c, ldc, accumulate, j, tail)
               : void()),
          ...);
     }
@@ -168,27 +183,30 @@ void gemm_tiled(int m, int n, int k, int segments, const gemm_lhs<float>& a,
 
 /// dst[j][i] = src[i][j] for a 16 x 16 block: src rows ld_src apart, dst rows ld_dst apart.
 inline void transpose16(const float* src, std::size_t ld_src, float* dst, std::size_t ld_dst) {
+    // The maskz forms, all lanes: the plain ones start from _mm512_undefined_ps(), which GCC 12
+    // reports as used uninitialized where this is not inlined.
+    constexpr __mmask16 all = 0xFFFF;
     __m512 r[16], t[16];
     for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + static_cast<std::size_t>(i) * ld_src);
     for (int i = 0; i < 16; i += 2) {  // interleave pairs of rows
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+        t[i] = _mm512_maskz_unpacklo_ps(all, r[i], r[i + 1]);
+        t[i + 1] = _mm512_maskz_unpackhi_ps(all, r[i], r[i + 1]);
     }
     for (int i = 0; i < 16; i += 4) {  // then pairs of pairs: 4 x 4 blocks per 128-bit lane
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i] = _mm512_maskz_shuffle_ps(all, t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm512_maskz_shuffle_ps(all, t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm512_maskz_shuffle_ps(all, t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm512_maskz_shuffle_ps(all, t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
     }
     for (int h = 0; h < 16; h += 8) {  // then the 128-bit lanes, in two rounds
         for (int i = 0; i < 4; ++i) {
-            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
-            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+            t[h + i] = _mm512_maskz_shuffle_f32x4(all, r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_maskz_shuffle_f32x4(all, r[h + i], r[h + i + 4], 0xdd);
         }
     }
     for (int i = 0; i < 8; ++i) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+        r[i] = _mm512_maskz_shuffle_f32x4(all, t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_maskz_shuffle_f32x4(all, t[i], t[i + 8], 0xdd);
     }
     for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + static_cast<std::size_t>(i) * ld_dst, r[i]);
 }

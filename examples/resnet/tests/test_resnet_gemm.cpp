@@ -1,11 +1,13 @@
 // nn::gemm (nn/gemm.hpp) against a double-precision reference, on both of its paths: the
 // AVX-512 kernel (when this test is compiled with it) and the portable Eigen product.
+#include <nn/conv2d.hpp>
 #include <nn/gemm.hpp>
 
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <random>
 #include <vector>
 
@@ -17,6 +19,7 @@ struct problem {
     int m, n, k, segments;
     bool a_column_major;  // A's rows adjacent (m_stride 1) rather than its columns
     bool accumulate;
+    bool masked = false;  // B read through a random mask per segment and 16 columns
 };
 
 /// Runs gemm<T, Simd> on random operands with padded strides and checks every element of C
@@ -29,6 +32,7 @@ void check(const problem& p, std::mt19937& gen) {
     CAPTURE(p.segments);
     CAPTURE(p.a_column_major);
     CAPTURE(p.accumulate);
+    CAPTURE(p.masked);
     std::uniform_real_distribution<double> u(-1.0, 1.0);
     // A: segments of m x k, padded: m_stride / k_stride leave gaps, segments are apart.
     const std::ptrdiff_t a_m = p.a_column_major ? 1 : p.k + 3;
@@ -46,9 +50,18 @@ void check(const problem& p, std::mt19937& gen) {
     for (auto* v : {&a, &b, &c})
         for (auto& x : *v) x = static_cast<T>(u(gen));
     const std::vector<T> c0 = c;
+    const std::ptrdiff_t mask_stride = (p.n + 15) / 16 + 1;
+    std::vector<std::uint16_t> mask(static_cast<std::size_t>(mask_stride * p.segments + 1));
+    for (auto& x : mask) x = static_cast<std::uint16_t>(gen());
+    const auto is_read = [&](int s, int j) {
+        return !p.masked ||
+               ((mask[static_cast<std::size_t>(s * mask_stride + j / 16)] >> (j % 16)) & 1u) != 0;
+    };
 
     nn::gemm<T, Simd>(p.m, p.n, p.k, p.segments, nn::gemm_lhs<T>{a.data(), a_m, a_k, a_seg},
-                      nn::gemm_rhs<T>{b.data(), ldb, offsets.data()}, c.data(), ldc, p.accumulate);
+                      nn::gemm_rhs<T>{b.data(), ldb, offsets.data(),
+                                      p.masked ? mask.data() : nullptr, mask_stride},
+                      c.data(), ldc, p.accumulate);
 
     const double eps = std::is_same_v<T, float> ? 1e-6 : 1e-14;
     for (int i = 0; i < p.m; ++i) {
@@ -61,6 +74,7 @@ void check(const problem& p, std::mt19937& gen) {
             double sum = p.accumulate ? static_cast<double>(c0[at]) : 0.0;
             double magnitude = std::abs(sum);
             for (int s = 0; s < p.segments; ++s) {
+                if (!is_read(s, j)) continue;
                 for (int r = 0; r < p.k; ++r) {
                     const double term =
                         static_cast<double>(
@@ -88,7 +102,9 @@ void check_all() {
                 for (int segments : {0, 1, 3})
                     for (bool column_major : {false, true})
                         for (bool accumulate : {false, true})
-                            check<T, Simd>({m, n, k, segments, column_major, accumulate}, gen);
+                            for (bool masked : {false, true})
+                                check<T, Simd>(
+                                    {m, n, k, segments, column_major, accumulate, masked}, gen);
 }
 
 }  // namespace
@@ -141,4 +157,68 @@ TEST_CASE("transpose: both paths, blocks and edges") {
     check_transpose<float, true>();
     check_transpose<float, false>();
     check_transpose<double, true>();
+}
+
+namespace {
+
+/// conv2d in float (direct or row-lowered where the shape allows) against conv2d in double
+/// (the portable products): forward, and backward with dx written and accumulated.
+void check_conv_float(const nn::conv2d_shape& s, int batch, int threads) {
+    CAPTURE(s.in_channels);
+    CAPTURE(s.out_channels);
+    CAPTURE(s.kernel);
+    CAPTURE(s.stride);
+    CAPTURE(s.in_h);
+    CAPTURE(s.in_w);
+    CAPTURE(batch);
+    std::mt19937 gen(11);
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    const auto random = [&](std::size_t n) {
+        std::vector<double> v(n);
+        for (auto& x : v) x = u(gen);
+        return v;
+    };
+    const auto to_float = [](const std::vector<double>& v) {
+        return std::vector<float>(v.begin(), v.end());
+    };
+    const std::size_t in = static_cast<std::size_t>(s.in_channels) * batch * s.in_plane();
+    const std::size_t out = static_cast<std::size_t>(s.out_channels) * batch * s.out_plane();
+    const auto w = random(s.weight_count()), x = random(in), dy = random(out), dx0 = random(in);
+    const auto wf = to_float(w), xf = to_float(x), dyf = to_float(dy);
+
+    nn::scratch<double> wsd;
+    nn::scratch<float> wsf;
+    wsd.row_lowering_min_plane = wsf.row_lowering_min_plane = 1;
+    wsd.reserve(1, 0, 0);
+    wsf.reserve(threads, 0, 0);
+    std::vector<double> y(out), dw(s.weight_count());
+    std::vector<float> yf(out), dwf(s.weight_count());
+    nn::conv2d_forward(s, batch, w.data(), x.data(), y.data(), wsd);
+    nn::conv2d_forward(s, batch, wf.data(), xf.data(), yf.data(), wsf);
+    for (std::size_t i = 0; i < out; ++i) REQUIRE(std::abs(yf[i] - y[i]) < 1e-4);
+    for (bool accumulate : {false, true}) {
+        CAPTURE(accumulate);
+        std::vector<double> dx = dx0;
+        std::vector<float> dxf = to_float(dx0);
+        nn::conv2d_backward(s, batch, w.data(), x.data(), dy.data(), dw.data(), dx.data(),
+                            accumulate, wsd);
+        nn::conv2d_backward(s, batch, wf.data(), xf.data(), dyf.data(), dwf.data(), dxf.data(),
+                            accumulate, wsf);
+        for (std::size_t i = 0; i < in; ++i) REQUIRE(std::abs(dxf[i] - dx[i]) < 1e-4);
+        for (std::size_t i = 0; i < dw.size(); ++i) REQUIRE(std::abs(dwf[i] - dw[i]) < 1e-3);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("conv2d in float (direct where AVX-512) matches conv2d in double") {
+    INFO("direct path compiled in: ", nn::gemm_has_simd);
+    for (int threads : {1, 2}) {
+        check_conv_float(nn::conv2d_shape::make(16, 16, 3, 1, 32, 32), 3, threads);
+        check_conv_float(nn::conv2d_shape::make(3, 16, 3, 1, 8, 8), 2, threads);
+        check_conv_float(nn::conv2d_shape::make(5, 7, 3, 1, 9, 11), 3, threads);
+        check_conv_float(nn::conv2d_shape::make(4, 6, 5, 1, 7, 6), 2, threads);
+        check_conv_float(nn::conv2d_shape::make(6, 8, 3, 2, 9, 10), 2, threads);
+        check_conv_float(nn::conv2d_shape::make(1, 3, 3, 1, 1, 17), 2, threads);
+    }
 }
