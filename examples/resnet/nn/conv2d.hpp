@@ -9,9 +9,11 @@
 ///     views (a third of im2col's copying for 3x3); the weight gradient is a gemm() per kernel
 ///     row against the transposed dy; for stride-1 "same" convolutions the input gradient is
 ///     the forward of the transposed convolution, otherwise the adjoint of the lowering.
-///     Where gemm() has its AVX-512 kernel, a stride-1 "same" forward (and so the input
-///     gradient) is computed "direct": the k * k taps are the segments, reading the image
-///     planes in place (one copy, no unrolling), the padding masked out (uses_direct);
+///     Where gemm() has its AVX-512 kernel, stride-1 "same" convolutions are computed
+///     "direct" (uses_direct), without unrolling: the forward and input gradient are one
+///     gemm() whose segments are the k * k taps over a copy of the image planes, the padding
+///     masked out; the weight gradient is a gemm() per tap over a zero-padded copy of the
+///     image against the transposed dy;
 ///   - im2col (im2col.hpp) otherwise, over groups of images whose im2col matrix fits
 ///     scratch::col_budget (the L2 cache), with Eigen products; a 1x1 stride-1 convolution
 ///     needs no lowering at all.
@@ -107,6 +109,77 @@ void direct_forward(const conv2d_shape& s, int batch, const T* w, bool flip, con
          accumulate);
 }
 
+/// The zero-padded copy of one image that direct_weight_gradient reads: `gap` zeros, then per
+/// channel `pad` zero rows, the plane, `pad` zero rows and `gap` zeros. gap = pad + 16: every
+/// tap's read stays inside the copy, on finite values, and the channels do not all fall into
+/// the same L1 cache sets.
+struct padded_copy {
+    std::size_t gap, top, channel_stride, size;
+};
+
+[[nodiscard]] inline padded_copy padded_layout(const conv2d_shape& s) noexcept {
+    padded_copy l{};
+    l.gap = static_cast<std::size_t>(s.pad) + 16;
+    l.top = static_cast<std::size_t>(s.pad) * static_cast<std::size_t>(s.in_w);
+    l.channel_stride = s.in_plane() + 2 * l.top + l.gap;
+    l.size = l.gap + static_cast<std::size_t>(s.in_channels) * l.channel_stride;
+    return l;
+}
+
+/// Scratch elements of direct_weight_gradient: the padded copy, then k transposed copies of dy.
+[[nodiscard]] inline std::size_t direct_weight_gradient_scratch(const conv2d_shape& s) noexcept {
+    return padded_layout(s).size + static_cast<std::size_t>(s.kernel) * s.out_plane() *
+                                       static_cast<std::size_t>(s.out_channels);
+}
+
+/// Weight gradient of image b straight from the image (uses_direct(s), taps from
+/// direct_taps): for each tap t = (kh, kw), dwt[t] (C_in x C_out, row-major) += (x[b]
+/// shifted by offset[t]) * dy[b]^T, one gemm() per tap. A is the padded copy of x[b] (the
+/// rows outside the image read as zeros), broadcast; B is dy[b] transposed (pixels x C_out),
+/// one copy per kw with the rows of the pixels whose column ow + kw - pad is outside the image
+/// zeroed (there A reads the neighbouring row's pixel).
+///   x: [C_in][batch][h][w], dy: [C_out][batch][h][w], dwt: [k][k][C_in][C_out],
+///   work: direct_weight_gradient_scratch(s) elements.
+template <class T>
+void direct_weight_gradient(const conv2d_shape& s, int batch, const T* x, const T* dy, int b,
+                            T* dwt, const scratch<T>& ws, T* work) {
+    const padded_copy l = padded_layout(s);
+    const std::size_t plane = s.in_plane(), cout = static_cast<std::size_t>(s.out_channels);
+    std::fill(work, work + l.gap, T(0));
+    for (int c = 0; c < s.in_channels; ++c) {
+        T* dst = work + l.gap + static_cast<std::size_t>(c) * l.channel_stride;
+        const T* src = x + (static_cast<std::size_t>(c) * batch + b) * plane;
+        std::fill(dst, dst + l.top, T(0));
+        std::copy(src, src + plane, dst + l.top);
+        std::fill(dst + l.top + plane, dst + l.channel_stride, T(0));
+    }
+    T* dyt = work + l.size;  // [kw][pixel][C_out]
+    const std::size_t slot = plane * cout;
+    T* center = dyt + static_cast<std::size_t>(s.pad) * slot;
+    transpose(cout, plane, dy + static_cast<std::size_t>(b) * plane,
+              static_cast<std::size_t>(batch) * plane, center);
+    for (int kw = 0; kw < s.kernel; ++kw) {
+        if (kw == s.pad) continue;
+        T* copy = dyt + static_cast<std::size_t>(kw) * slot;
+        std::copy(center, center + slot, copy);
+        for (int ow = 0; ow < s.out_w; ++ow) {
+            const int iw = ow + kw - s.pad;
+            if (iw >= 0 && iw < s.in_w) continue;
+            for (std::size_t p = static_cast<std::size_t>(ow); p < plane;
+                 p += static_cast<std::size_t>(s.out_w))
+                std::fill(copy + p * cout, copy + (p + 1) * cout, T(0));
+        }
+    }
+    const auto taps = static_cast<std::size_t>(s.kernel) * static_cast<std::size_t>(s.kernel);
+    for (std::size_t t = 0; t < taps; ++t) {
+        const std::size_t kw = t % static_cast<std::size_t>(s.kernel);
+        gemm(s.in_channels, s.out_channels, static_cast<int>(plane), 1,
+             gemm_lhs<T>{work + l.gap + l.top + ws.tap_offsets[t], idx(l.channel_stride), 1, 0},
+             gemm_rhs<T>{dyt + kw * slot, idx(cout), nullptr},
+             dwt + t * static_cast<std::size_t>(s.in_channels) * cout, idx(cout), true);
+    }
+}
+
 }  // namespace conv2d_detail
 
 /// Scratch elements per thread that conv2d needs for `s` and a batch of `batch`.
@@ -114,6 +187,12 @@ template <class T>
 [[nodiscard]] std::size_t conv2d_scratch_size(const conv2d_shape& s, int batch,
                                               const scratch<T>& ws) noexcept {
     if (!uses_row_lowering(s, ws)) return s.col_size(batch, sizeof(T), ws.col_budget);
+    if (uses_direct(s, ws)) {  // the image copies of direct_forward, of s and transposed(s)
+        const std::size_t planes =
+            static_cast<std::size_t>(std::max(s.in_channels, s.out_channels)) *
+            conv2d_detail::direct_channel_stride(s);
+        return std::max(planes, conv2d_detail::direct_weight_gradient_scratch(s));
+    }
     // xr (or the lowered dy of the transposed convolution), then the transposed dy of dw
     return (is_same_stride1(s) ? std::max(row_lowered_size(s), row_lowered_size(transposed(s)))
                                : row_lowered_size(s)) +
@@ -215,6 +294,14 @@ void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, c
         for (int g = task * groups / tasks; g < (task + 1) * groups / tasks; ++g) {
             const int b0 = g * group;
             const int images = std::min(group, batch - b0);
+            if (direct) {
+                T* work = ws.col[tid].data();
+                conv2d_detail::direct_weight_gradient(s, batch, x, dy, b0, partial, ws, work);
+                if (dx != nullptr)
+                    conv2d_detail::direct_forward(transposed(s), batch, w, true, dy, b0, dx,
+                                                  accumulate, ws, work);
+                continue;
+            }
             if (by_rows) {
                 T* xr = ws.col[tid].data();
                 lower_rows(s, batch, x, b0, xr);
@@ -222,10 +309,7 @@ void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, c
                     s, batch, xr, dy, b0, partial,
                     xr + (ws.col[tid].size() - row_lowered_weight_gradient_scratch(s)));
                 if (dx == nullptr) continue;
-                if (direct) {
-                    conv2d_detail::direct_forward(transposed(s), batch, w, true, dy, b0, dx,
-                                                  accumulate, ws, xr);  // xr is free again
-                } else if (is_same_stride1(s)) {
+                if (is_same_stride1(s)) {
                     const conv2d_shape t = transposed(s);
                     lower_rows(t, batch, dy, b0, xr);
                     row_lowered_forward(t, batch, ws.weights.data(), xr, b0, dx, accumulate);
@@ -278,18 +362,18 @@ void conv2d_backward(const conv2d_shape& s, int batch, const T* w, const T* x, c
         vector_map<T>(ws.wgrad[0].data(), idx(s.weight_count())) += const_vector_map<T>(
             ws.wgrad[static_cast<std::size_t>(t)].data(), idx(s.weight_count()));
     }
-    const T* sum = ws.wgrad[0].data();  // [kh] column-major C_out x (C_in k)
-    const int k = s.kernel;
-    const std::size_t ck = static_cast<std::size_t>(s.in_channels) * k;
-    for (int o = 0; o < s.out_channels; ++o)
-        for (int c = 0; c < s.in_channels; ++c)
-            for (int kh = 0; kh < k; ++kh)
-                for (int kw = 0; kw < k; ++kw)
-                    dw[((static_cast<std::size_t>(o) * s.in_channels + c) * k + kh) * k + kw] =
-                        sum[(static_cast<std::size_t>(kh) * ck + static_cast<std::size_t>(c) * k +
-                             kw) *
-                                static_cast<std::size_t>(s.out_channels) +
-                            static_cast<std::size_t>(o)];
+    // direct: [kh][kw][C_in][C_out]; row lowering: [kh] column-major C_out x (C_in k)
+    const T* sum = ws.wgrad[0].data();
+    const auto k = static_cast<std::size_t>(s.kernel),
+               cin = static_cast<std::size_t>(s.in_channels);
+    const auto cout_ = static_cast<std::size_t>(s.out_channels);
+    for (std::size_t o = 0; o < cout_; ++o)
+        for (std::size_t c = 0; c < cin; ++c)
+            for (std::size_t kh = 0; kh < k; ++kh)
+                for (std::size_t kw = 0; kw < k; ++kw)
+                    dw[((o * cin + c) * k + kh) * k + kw] =
+                        direct ? sum[(((kh * k + kw) * cin) + c) * cout_ + o]
+                               : sum[(kh * cin * k + c * k + kw) * cout_ + o];
 }
 
 }  // namespace swarmsgd::examples::resnet::nn
