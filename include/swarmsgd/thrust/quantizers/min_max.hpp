@@ -93,9 +93,11 @@ struct min_max_decode_unit {
             const std::byte* const meta = data + b * stride;
             const auto kernel = min_max_kernel::for_decode(load_any<float>(meta),
                                                            load_any<float>(meta + 4), levels);
+            // m <= Chunk always; the explicit bound lets GCC see that codes[] is large enough.
+            const std::size_t m = end - k < Chunk ? end - k : Chunk;
             std::uint8_t codes[Chunk] = {};
-            unpack_block<B>(meta + 8 + packed_bytes(k - b * bucket, B), end - k, codes);
-            for (std::size_t i = 0; i < end - k; ++i)
+            unpack_block<B>(meta + 8 + packed_bytes(k - b * bucket, B), m, codes);
+            for (std::size_t i = 0; i < m; ++i)
                 out[k + i] = static_cast<V>(kernel.decode(codes[i]));
             k = end;
         }
