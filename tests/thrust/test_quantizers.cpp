@@ -152,6 +152,27 @@ struct pair_under_test {
         } else {
             CHECK(same_bits(out_dev, in_place ? reference : sentinel));  // untouched
         }
+        // The same payload already in the system (payload_in_system): the same outcome.
+        system_buffer<std::byte, S> in_system(payload.size());
+        copy_to_system<std::byte, S>(payload, in_system.span());
+        system_buffer<V, S> out2(n);
+        copy_to_system<V, S>(std::span<const V>(in_place ? reference : sentinel), out2.span());
+        decode_result r_sys;
+        const auto e_sys = outcome_of([&] {
+            r_sys = in_place ? codec.decode(dev, payload, std::as_const(out2).span(), out2.span(),
+                                            in_system.data())
+                             : codec.decode(dev, payload, std::as_const(ref).span(), out2.span(),
+                                            in_system.data());
+        });
+        CHECK(e_sys == e_cpu);
+        std::vector<V> out_sys(n);
+        copy_to_host<V, S>(std::as_const(out2).span(), std::span<V>(out_sys));
+        if (e_cpu.type.empty()) {
+            CHECK(r_sys.failed == r_cpu.failed);
+            CHECK(same_bits(out_sys, out_cpu));
+        } else {
+            CHECK(same_bits(out_sys, in_place ? reference : sentinel));
+        }
         return r_cpu;
     }
 

@@ -326,12 +326,12 @@ inline constexpr std::size_t lattice_chunk = 2048;
 
 /// Encodes x[0, m) (in place: x becomes the reconstruction) into codes; returns the sum of the
 /// checksum terms of positions pos0, pos0 + 1, ... of the bucket. Stochastic rounding uses
-/// uniform01_at(key, global0 + i).
+/// uniform01_at(key, global0 + i). Also the inner loop of the Thrust codec (on groups of 4 or
+/// 8 elements held in registers on a GPU).
 template <class V, class A, class C, bool Stochastic>
-inline std::uint32_t lattice_encode_chunk(const lattice_kernel<V, A>& kr, V* SWARMSGD_RESTRICT x,
-                                          C* SWARMSGD_RESTRICT codes, std::size_t m,
-                                          std::uint32_t pos0, std::uint64_t random_key,
-                                          std::uint64_t global0) noexcept {
+SWARMSGD_HOST_DEVICE inline std::uint32_t lattice_encode_chunk(
+    const lattice_kernel<V, A>& kr, V* SWARMSGD_RESTRICT x, C* SWARMSGD_RESTRICT codes,
+    std::size_t m, std::uint32_t pos0, std::uint64_t random_key, std::uint64_t global0) noexcept {
     std::uint32_t sum = 0;
     std::uint32_t key = lattice_position_key(pos0);
     for (std::size_t i = 0; i < m; ++i) {
@@ -351,10 +351,9 @@ inline std::uint32_t lattice_encode_chunk(const lattice_kernel<V, A>& kr, V* SWA
 /// Decodes codes[0, m) against y into out; returns the sum of the checksum terms.
 /// `InPlace`: y == out (one pointer, each element read before it is written).
 template <class V, class A, class C, bool InPlace>
-inline std::uint32_t lattice_decode_chunk(const lattice_kernel<V, A>& kr,
-                                          const C* SWARMSGD_RESTRICT codes,
-                                          const V* SWARMSGD_RESTRICT y, V* SWARMSGD_RESTRICT out,
-                                          std::size_t m, std::uint32_t pos0) noexcept {
+SWARMSGD_HOST_DEVICE inline std::uint32_t lattice_decode_chunk(
+    const lattice_kernel<V, A>& kr, const C* SWARMSGD_RESTRICT codes, const V* SWARMSGD_RESTRICT y,
+    V* SWARMSGD_RESTRICT out, std::size_t m, std::uint32_t pos0) noexcept {
     std::uint32_t sum = 0;
     std::uint32_t key = lattice_position_key(pos0);
     if constexpr (InPlace) {
@@ -379,12 +378,10 @@ inline std::uint32_t lattice_decode_chunk(const lattice_kernel<V, A>& kr,
 /// whether some |y_i| exceeded `y_max` (or was NaN): the caller then decodes the range again
 /// in double (y is not modified, so this is only for out != y).
 template <class C>
-inline std::uint32_t lattice_decode_chunk_checked(const lattice_kernel<float, float>& kr,
-                                                  const C* SWARMSGD_RESTRICT codes,
-                                                  const float* SWARMSGD_RESTRICT y,
-                                                  float* SWARMSGD_RESTRICT out, std::size_t m,
-                                                  std::uint32_t pos0, float y_max,
-                                                  bool& outside) noexcept {
+SWARMSGD_HOST_DEVICE inline std::uint32_t lattice_decode_chunk_checked(
+    const lattice_kernel<float, float>& kr, const C* SWARMSGD_RESTRICT codes,
+    const float* SWARMSGD_RESTRICT y, float* SWARMSGD_RESTRICT out, std::size_t m,
+    std::uint32_t pos0, float y_max, bool& outside) noexcept {
     std::uint32_t sum = 0;
     std::uint32_t key = lattice_position_key(pos0);
     unsigned bad = 0;

@@ -172,22 +172,44 @@ template <tensor_value V, class I>
     return std::bit_cast<V>(static_cast<I>(key ^ ((key >> (8 * sizeof(V) - 1)) & magnitude)));
 }
 
-/// Min, max and finiteness of x[0, n), n > 0, in one vectorizable pass (integer keys). NaNs
-/// and infinities have keys beyond those of every finite value, so finiteness follows from
-/// the extreme keys alone.
+/// Extreme ordered keys (ordered_key) of a range of elements: lo > hi when it is empty.
 template <tensor_value V>
-[[nodiscard]] SWARMSGD_HOST_DEVICE inline bucket_range<V> scan_bucket(const V* SWARMSGD_RESTRICT x,
-                                                                      std::size_t n) noexcept {
-    using I = decltype(ordered_key(V{}));
+struct bucket_keys {
+    using key_type = decltype(ordered_key(V{}));
+    key_type lo = std::numeric_limits<key_type>::max();
+    key_type hi = std::numeric_limits<key_type>::min();
+};
+
+/// Extreme keys of x[0, n) in one vectorizable pass. Integer min/max is exact and independent
+/// of order: the keys of pieces of a bucket combine into those of the bucket.
+template <tensor_value V>
+[[nodiscard]] SWARMSGD_HOST_DEVICE inline bucket_keys<V> scan_bucket_keys(
+    const V* SWARMSGD_RESTRICT x, std::size_t n) noexcept {
+    using I = typename bucket_keys<V>::key_type;
     I lo = std::numeric_limits<I>::max(), hi = std::numeric_limits<I>::min();
     for (std::size_t k = 0; k < n; ++k) {
         const I key = ordered_key(x[k]);
         lo = key < lo ? key : lo;
         hi = key > hi ? key : hi;
     }
+    return {lo, hi};
+}
+
+/// Min, max and finiteness from the extreme keys of a non-empty bucket. NaNs and infinities
+/// have keys beyond those of every finite value, so finiteness follows from them alone.
+template <tensor_value V>
+[[nodiscard]] SWARMSGD_HOST_DEVICE inline bucket_range<V> bucket_range_of(
+    bucket_keys<V> keys) noexcept {
     constexpr V inf = std::numeric_limits<V>::infinity();
-    const bool finite = lo > ordered_key(-inf) && hi < ordered_key(inf);
-    return {from_ordered_key<V>(lo), from_ordered_key<V>(hi), finite};
+    const bool finite = keys.lo > ordered_key(-inf) && keys.hi < ordered_key(inf);
+    return {from_ordered_key<V>(keys.lo), from_ordered_key<V>(keys.hi), finite};
+}
+
+/// Min, max and finiteness of x[0, n), n > 0, in one vectorizable pass (integer keys).
+template <tensor_value V>
+[[nodiscard]] SWARMSGD_HOST_DEVICE inline bucket_range<V> scan_bucket(const V* SWARMSGD_RESTRICT x,
+                                                                      std::size_t n) noexcept {
+    return bucket_range_of(scan_bucket_keys(x, n));
 }
 
 /// Fused encode of one chunk: codes[j] = code of x[j], x[j] = its reconstruction. Kept out of
@@ -342,6 +364,19 @@ public:
     /// naming the numbers. Shared by every back end of the decoder.
     [[nodiscard]] static min_max_payload_info check_payload(std::span<const std::byte> payload,
                                                             std::size_t n) {
+        const min_max_payload_info info = check_payload_layout(payload, n);
+        const std::byte* data = payload.data() + payload_header_size + params_size;
+        const unsigned levels = (1u << info.bits) - 1u;
+        for (std::size_t b0 = 0, b = 0; b0 < n; b0 += info.bucket, ++b)
+            check_bucket_meta(data + b * info.stride, b, levels);
+        return info;
+    }
+
+    /// check_payload without the buckets' min and scale: O(1) on the host, for a back end
+    /// that checks the buckets where the payload lives (bucket_meta_valid) and calls
+    /// check_payload for the exception when one fails.
+    [[nodiscard]] static min_max_payload_info check_payload_layout(
+        std::span<const std::byte> payload, std::size_t n) {
         using detail::require;
         (void)read_payload_header(payload, format_id, "min_max", sizeof(V), n);
         require<message_error>(payload.size() >= payload_header_size + params_size,
@@ -364,19 +399,7 @@ public:
                                " bytes, expected ", expected, " for ", n, " elements (", bits,
                                " bits, bucket ", bucket, ")");
         const std::byte* data = params + params_size;
-        const unsigned levels = (1u << bits) - 1u;
         const std::size_t stride = bucket_meta_size + detail::packed_bytes(bucket, bits);
-        // Validate every bucket before touching `out`.
-        for (std::size_t b0 = 0, b = 0; b0 < n; b0 += bucket, ++b) {
-            const std::byte* meta = data + b * stride;
-            const float lo = detail::load<float>(meta);
-            const float scale = detail::load<float>(meta + 4);
-            const auto kernel = kernel_type::for_decode(lo, scale, levels);
-            require<message_error>(kernel.valid(), "min_max payload bucket ", b, " has min ",
-                                   detail::exact_text(lo), " and scale ", detail::exact_text(scale),
-                                   "; expected finite values, scale >= 0 with at most 16 "
-                                   "significant bits and a finite top level");
-        }
         if (n != 0) {
             const std::size_t last = (n - 1) / bucket;
             const std::size_t m = n - last * bucket;
@@ -385,6 +408,17 @@ public:
                 "min_max payload has non-zero padding bits after its last code");
         }
         return {bits, bucket, stride};
+    }
+
+    /// Throws message_error naming bucket b unless its min and scale (at `meta`) are valid.
+    static void check_bucket_meta(const std::byte* meta, std::size_t b, unsigned levels) {
+        const float lo = detail::load<float>(meta);
+        const float scale = detail::load<float>(meta + 4);
+        detail::require<message_error>(
+            kernel_type::for_decode(lo, scale, levels).valid(), "min_max payload bucket ", b,
+            " has min ", detail::exact_text(lo), " and scale ", detail::exact_text(scale),
+            "; expected finite values, scale >= 0 with at most 16 significant bits and a finite "
+            "top level");
     }
 
     /// Validates the whole payload (header, parameters, size, every bucket's lo/scale finite

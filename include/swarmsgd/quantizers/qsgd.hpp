@@ -33,6 +33,7 @@
 #include "../detail/bitpack.hpp"
 #include "../detail/config.hpp"
 #include "../detail/counter_rng.hpp"
+#include "../detail/kernels.hpp"
 #include "../detail/quantizer_support.hpp"
 #include "../errors.hpp"
 #include "../message.hpp"
@@ -213,6 +214,18 @@ public:
     /// every back end of the decoder.
     [[nodiscard]] static qsgd_payload_info check_payload(std::span<const std::byte> payload,
                                                          std::size_t n) {
+        const qsgd_payload_info info = check_payload_layout(payload, n);
+        const std::byte* data = payload.data() + payload_header_size + params_size;
+        for (std::size_t b0 = 0, b = 0; b0 < n; b0 += info.bucket, ++b)
+            check_bucket_norm(detail::load<float>(data + b * info.stride), b, info.levels);
+        return info;
+    }
+
+    /// check_payload without the buckets' norms: O(1) on the host, for a back end that checks
+    /// the norms where the payload lives (bucket_norm_valid) and calls check_payload for the
+    /// exception when one fails.
+    [[nodiscard]] static qsgd_payload_info check_payload_layout(std::span<const std::byte> payload,
+                                                                std::size_t n) {
         using detail::require;
         (void)read_payload_header(payload, format_id, "qsgd", sizeof(V), n);
         require<message_error>(payload.size() >= payload_header_size + params_size,
@@ -235,14 +248,6 @@ public:
                                " levels, bucket ", bucket, ")");
         const std::byte* data = params + params_size;
         const std::size_t stride = bucket_meta_size + detail::packed_bytes(bucket, bits);
-        for (std::size_t b0 = 0, b = 0; b0 < n; b0 += bucket, ++b) {
-            const float norm = detail::load<float>(data + b * stride);
-            require<message_error>(
-                std::isfinite(norm) && norm >= 0 &&
-                    std::isfinite((norm / static_cast<float>(levels)) * static_cast<float>(levels)),
-                "qsgd payload bucket ", b, " has norm ", detail::exact_text(norm),
-                ", expected a finite value >= 0 whose top level stays finite");
-        }
         if (n != 0) {
             const std::size_t last = (n - 1) / bucket;
             require<message_error>(detail::padding_is_zero(data + last * stride + bucket_meta_size,
@@ -250,6 +255,23 @@ public:
                                    "qsgd payload has non-zero padding bits after its last code");
         }
         return {levels, bits, bucket, stride};
+    }
+
+    /// True when a bucket's norm can be decoded with `levels` levels: finite, >= 0, with a
+    /// finite top level.
+    [[nodiscard]] SWARMSGD_HOST_DEVICE static bool bucket_norm_valid(float norm,
+                                                                     unsigned levels) noexcept {
+        const float top = (norm / static_cast<float>(levels)) * static_cast<float>(levels);
+        return norm >= 0 && detail::non_finite_bit<float>(norm) == 0 &&
+               detail::non_finite_bit<float>(top) == 0;
+    }
+
+    /// Throws message_error naming bucket b unless its norm is valid.
+    static void check_bucket_norm(float norm, std::size_t b, unsigned levels) {
+        detail::require<message_error>(bucket_norm_valid(norm, levels), "qsgd payload bucket ", b,
+                                       " has norm ", detail::exact_text(norm),
+                                       ", expected a finite value >= 0 whose top level stays "
+                                       "finite");
     }
 
     /// Validates the whole payload (header, parameters, size, every norm finite and >= 0,

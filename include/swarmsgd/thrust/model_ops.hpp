@@ -30,6 +30,7 @@
 #include "../detail/kernels.hpp"
 #include "../errors.hpp"
 #include "../model.hpp"
+#include "detail/team.hpp"
 #include "system.hpp"
 #include "system_buffer.hpp"
 
@@ -45,6 +46,19 @@ template <class S, class F>
 void system_for_each(std::size_t n, F f) {
     if (n == 0) return;
     thrust::for_each_n(system_ops<S>::policy(), index_iterator(0), n, f);
+}
+
+/// Runs f(item, team) for item in [0, items) in system S, one team per item
+/// (thrust/detail/team.hpp): a warp on a GPU (system_ops<S>::team_for_each), one thread
+/// otherwise.
+template <class S, class F>
+void system_team_for_each(std::size_t items, F f) {
+    if (items == 0) return;
+    if constexpr (requires { system_ops<S>::team_for_each(items, f); })
+        system_ops<S>::team_for_each(items, f);
+    else
+        thrust::for_each_n(system_ops<S>::policy(), index_iterator(0), items,
+                           serial_team_call<F>{f});
 }
 
 template <class V>

@@ -10,8 +10,10 @@
 #include <cstring>
 #include <span>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
+#include "../../detail/bitpack.hpp"
 #include "../../detail/config.hpp"
 #include "../../detail/quantizer_support.hpp"
 #include "../model_ops.hpp"
@@ -20,17 +22,32 @@
 
 namespace swarmsgd::detail {
 
-/// T at byte address p (any alignment), in host or device code.
+/// T at byte address p (any alignment), in host or device code. In device code a memcpy from
+/// an address of unknown alignment becomes byte loads; an aligned p (the usual case: system
+/// buffers are aligned, the payload layouts keep fields aligned to their size) gets one load.
 template <class T>
 [[nodiscard]] SWARMSGD_HOST_DEVICE inline T load_any(const std::byte* p) noexcept {
     T v;
+#if defined(__CUDA_ARCH__)
+    if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) == 0) {
+        std::memcpy(&v, __builtin_assume_aligned(p, alignof(T)), sizeof(T));
+        return v;
+    }
+#endif
     std::memcpy(&v, p, sizeof(T));
     return v;
 }
 
-/// Stores v at byte address p (any alignment), in host or device code.
+/// Stores v at byte address p (any alignment), in host or device code (one store when p is
+/// aligned, as load_any).
 template <class T>
 SWARMSGD_HOST_DEVICE inline void store_any(std::byte* p, T v) noexcept {
+#if defined(__CUDA_ARCH__)
+    if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) == 0) {
+        std::memcpy(__builtin_assume_aligned(p, alignof(T)), &v, sizeof(T));
+        return;
+    }
+#endif
     std::memcpy(p, &v, sizeof(T));
 }
 
@@ -51,12 +68,15 @@ struct payload_prefix {
 };
 
 /// A payload (in host memory, where messages arrive) made readable by code running in S: the
-/// very bytes in a host-accessible system, an uploaded copy otherwise.
+/// very bytes in a host-accessible system, `in_system` when the caller already has them in S,
+/// an uploaded copy otherwise.
 template <class S>
 class staged_payload {
 public:
     /// The payload's bytes as seen from S.
-    const std::byte* stage(std::span<const std::byte> payload) {
+    const std::byte* stage(std::span<const std::byte> payload,
+                           const std::byte* in_system = nullptr) {
+        if (in_system != nullptr) return in_system;
         if constexpr (host_accessible_system_v<S>) {
             return payload.data();
         } else {
@@ -76,6 +96,117 @@ private:
 /// multiple of 8 start on a byte of the packed stream.
 template <class S>
 inline constexpr std::size_t inner_chunk = host_accessible_system_v<S> ? 256 : 8;
+
+/// Calls f(m): with m = Chunk as a compile-time constant (std::integral_constant) when the
+/// group is full, as a run-time value for the last, partial group. A loop over a full group
+/// then has a fixed trip count, which lets a GPU keep the group's array of codes in registers
+/// rather than in local memory.
+template <std::size_t Chunk, class F>
+SWARMSGD_HOST_DEVICE inline void with_group_size(std::size_t m, F&& f) {
+    if (m == Chunk)
+        f(std::integral_constant<std::size_t, Chunk>{});
+    else
+        f(m);
+}
+
+/// True when m is a group size known at compile time (with_group_size's full group).
+template <class M>
+inline constexpr bool full_group_v = !std::is_same_v<M, std::size_t>;
+
+/// v[0, m) = x[0, m). A full group of floats at a 16-byte aligned address is read with vector
+/// loads on a GPU: a warp's lanes then read whole consecutive lines, not one float in each.
+template <std::size_t Chunk, class V, class M>
+SWARMSGD_HOST_DEVICE inline void load_group(V (&v)[Chunk], const V* x, M m) noexcept {
+#if defined(__CUDA_ARCH__)
+    if constexpr (full_group_v<M> && std::is_same_v<V, float> && Chunk % 4 == 0) {
+        if (reinterpret_cast<std::uintptr_t>(x) % 16 == 0) {
+            for (std::size_t q = 0; q < Chunk / 4; ++q) {
+                const float4 f = reinterpret_cast<const float4*>(x)[q];
+                v[4 * q] = f.x;
+                v[4 * q + 1] = f.y;
+                v[4 * q + 2] = f.z;
+                v[4 * q + 3] = f.w;
+            }
+            return;
+        }
+    }
+#endif
+    for (std::size_t i = 0; i < m; ++i) v[i] = x[i];
+}
+
+/// x[0, m) = v[0, m), with vector stores where load_group uses vector loads.
+template <std::size_t Chunk, class V, class M>
+SWARMSGD_HOST_DEVICE inline void store_group(V* x, const V (&v)[Chunk], M m) noexcept {
+#if defined(__CUDA_ARCH__)
+    if constexpr (full_group_v<M> && std::is_same_v<V, float> && Chunk % 4 == 0) {
+        if (reinterpret_cast<std::uintptr_t>(x) % 16 == 0) {
+            for (std::size_t q = 0; q < Chunk / 4; ++q)
+                reinterpret_cast<float4*>(x)[q] =
+                    make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+            return;
+        }
+    }
+#endif
+    for (std::size_t i = 0; i < m; ++i) x[i] = v[i];
+}
+
+/// An unsigned type of `bytes` bytes (1, 2, 4 or 8), or void.
+template <std::size_t bytes>
+using packed_word_t = std::conditional_t<
+    bytes == 1, std::uint8_t,
+    std::conditional_t<
+        bytes == 2, std::uint16_t,
+        std::conditional_t<bytes == 4, std::uint32_t,
+                           std::conditional_t<bytes % 8 == 0, std::uint64_t, void>>>>;
+
+/// Packs codes[0, m) (B bits each) to out: a full group whose codes fill whole bytes is packed
+/// in registers and stored with aligned word stores on a GPU; byte by byte otherwise.
+template <unsigned B, std::size_t Chunk, class C, class M>
+SWARMSGD_HOST_DEVICE inline void pack_group(const C (&codes)[Chunk], M m, std::byte* out) noexcept {
+#if defined(__CUDA_ARCH__)
+    constexpr std::size_t bytes = Chunk * B / 8;
+    using W = packed_word_t<bytes>;
+    if constexpr (full_group_v<M> && (Chunk * B) % 8 == 0 && !std::is_void_v<W>) {
+        constexpr std::size_t words = bytes / sizeof(W);
+        W packed[words];
+        pack_block<B>(codes, Chunk, reinterpret_cast<std::byte*>(packed));
+        if (reinterpret_cast<std::uintptr_t>(out) % sizeof(W) == 0) {
+            for (std::size_t w = 0; w < words; ++w) reinterpret_cast<W*>(out)[w] = packed[w];
+            return;
+        }
+    }
+#endif
+    pack_block<B>(codes, m, out);
+}
+
+/// Unpacks m codes of B bits from in (the inverse of pack_group, with aligned word loads where
+/// pack_group has word stores).
+template <unsigned B, std::size_t Chunk, class C, class M>
+SWARMSGD_HOST_DEVICE inline void unpack_group(const std::byte* in, M m,
+                                              C (&codes)[Chunk]) noexcept {
+#if defined(__CUDA_ARCH__)
+    constexpr std::size_t bytes = Chunk * B / 8;
+    using W = packed_word_t<bytes>;
+    if constexpr (full_group_v<M> && (Chunk * B) % 8 == 0 && !std::is_void_v<W>) {
+        constexpr std::size_t words = bytes / sizeof(W);
+        if (reinterpret_cast<std::uintptr_t>(in) % sizeof(W) == 0) {
+            W packed[words];
+            for (std::size_t w = 0; w < words; ++w) packed[w] = reinterpret_cast<const W*>(in)[w];
+            unpack_block<B>(reinterpret_cast<const std::byte*>(packed), Chunk, codes);
+            return;
+        }
+    }
+#endif
+    unpack_block<B>(in, m, codes);
+}
+
+/// Elements per group of the codecs' loops for B-bit codes in S: inner_chunk<S>, except in a
+/// system with the GPU's groups of 8, where 4 codes of B bits fill whole bytes (B = 2, 4, 8,
+/// 16): there a group is 4 elements, so that a lane's floats are one 16-byte access and a
+/// warp's lanes read consecutive 16-byte pieces (fully used lines) rather than every other one.
+template <class S, unsigned B>
+inline constexpr std::size_t group_size = inner_chunk<S> == 8 && (4 * B) % 8 == 0 ? std::size_t{4}
+                                                                                  : inner_chunk<S>;
 
 /// Number of pieces of `size` in n: ceil(n / size).
 [[nodiscard]] constexpr std::size_t count_of(std::size_t n, std::size_t size) noexcept {

@@ -3,7 +3,8 @@
 /// fp16_quantizer and bf16_quantizer in a Thrust system: one fused pass per element with the
 /// quantizer's own kernel (fp16_kernel / bf16_kernel: encode, decode, max_abs_bits), the
 /// largest magnitude reduced on the way to detect values outside the format's range, exactly
-/// as detail::cast16_encode_block does on the CPU.
+/// as detail::cast16_encode_block does on the CPU. One element per work item: on a GPU that
+/// measured faster than groups of 4 or 8 with vector accesses (docs/thrust.md).
 
 #include <thrust/functional.h>
 #include <thrust/transform_reduce.h>
@@ -85,15 +86,22 @@ struct cast16_codec {
         return bytes;
     }
 
+    /// As the quantizer's decode: the payload validated on the host (same exceptions, `out`
+    /// untouched on error), then decoded in S.
+    ///
+    /// `payload_in_system`: nullptr, or the same payload.size() bytes already in S (uploaded
+    /// by the caller, overlapped with other work, or received straight into S): the payload is
+    /// still validated from its host bytes, then decoded from that copy without uploading it.
     decode_result decode(const Q& q, std::span<const std::byte> payload,
-                         system_span<const V, S> /*reference*/, system_span<V, S> out) {
+                         system_span<const V, S> /*reference*/, system_span<V, S> out,
+                         const std::byte* payload_in_system = nullptr) {
         (void)read_payload_header(payload, q.id(), K::name, sizeof(V), out.size());
         const std::size_t n = out.size();
         const std::size_t expected = cast16_payload_size(n);
         require<message_error>(payload.size() == expected, K::name, " payload has ", payload.size(),
                                " bytes, expected ", expected, " for ", n, " elements");
         device_call("swarmsgd: 16-bit cast decode", [&] {
-            const std::byte* p = staged_.stage(payload);
+            const std::byte* p = staged_.stage(payload, payload_in_system);
             system_for_each<S>(n, cast16_decode_op<K, V>{p + payload_header_size, out.data()});
         });
         return {};

@@ -62,8 +62,9 @@ struct system_codec<error_feedback<Q>, S> {
 
     /// Forwards to the inner codec.
     decode_result decode(const error_feedback<Q>& q, std::span<const std::byte> payload,
-                         system_span<const V, S> reference, system_span<V, S> out) {
-        return inner_.decode(q.inner(), payload, reference, out);
+                         system_span<const V, S> reference, system_span<V, S> out,
+                         const std::byte* payload_in_system = nullptr) {
+        return inner_.decode(q.inner(), payload, reference, out, payload_in_system);
     }
 
     /// The residual carried to the next encode (in S; empty before the first one).

@@ -34,15 +34,20 @@ struct system_codec<identity_quantizer<V>, S> {
         return bytes;
     }
 
-    /// Validates the payload as identity_quantizer::decode does, then copies its values.
+    /// Validates the payload as identity_quantizer::decode does, then copies its values (from
+    /// `payload_in_system`, the same bytes already in S, when given).
     decode_result decode(const identity_quantizer<V>& q, std::span<const std::byte> payload,
-                         system_span<const V, S> /*reference*/, system_span<V, S> out) {
+                         system_span<const V, S> /*reference*/, system_span<V, S> out,
+                         const std::byte* payload_in_system = nullptr) {
         const std::size_t n = out.size();
         q.check_raw_payload(payload, n);
         const std::size_t header = q.max_encoded_size(n) - n * sizeof(V);
         detail::device_call("swarmsgd: identity decode", [&] {
-            detail::system_ops<S>::to_system(payload.data() + header, n * sizeof(V),
-                                             reinterpret_cast<std::byte*>(out.data()));
+            auto* to = reinterpret_cast<std::byte*>(out.data());
+            if (payload_in_system != nullptr)
+                detail::system_ops<S>::within(payload_in_system + header, n * sizeof(V), to);
+            else
+                detail::system_ops<S>::to_system(payload.data() + header, n * sizeof(V), to);
         });
         return {};
     }

@@ -2,14 +2,15 @@
 /// \file thrust/quantizers/lattice.hpp
 /// lattice_quantizer in a Thrust system, with the per-element math of the CPU quantizer
 /// (detail::lattice_kernel::encode_one / decode_one, the checksum terms and finish of
-/// quantizers/lattice.hpp, detail::pack_block) and its segment structure: one work item per
-/// segment of detail::lattice_chunk elements (whole buckets, or pieces of a larger bucket)
-/// chooses the float or the double arithmetic from the segment's range exactly as the CPU does,
-/// encodes or decodes its pieces and sums their checksum terms; a bucket larger than a segment
-/// gets its checksum from the partial sums of its pieces (mod 2^32 addition, so the result is
-/// the CPU's). Payloads, reconstructions, decoded values and failed buckets are therefore those
-/// of the CPU quantizer. On an encode error `values` may hold the reconstruction of any segment
-/// but the failing ones (the CPU gives the same basic guarantee).
+/// quantizers/lattice.hpp, detail::pack_block) and its segment structure: one team per segment
+/// of detail::lattice_chunk elements (whole buckets, or pieces of a larger bucket; a warp on a
+/// GPU, one thread on the CPU, thrust/detail/team.hpp) chooses the float or the double arithmetic
+/// from the segment's range exactly as the CPU does, encodes or decodes its pieces and sums their
+/// checksum terms; a bucket larger than a segment gets its checksum from the partial sums of its
+/// pieces (mod 2^32 addition, so the result is the CPU's). Payloads, reconstructions, decoded
+/// values and failed buckets are therefore those of the CPU quantizer. On an encode error `values`
+/// may hold the reconstruction of any segment but the failing ones (the CPU gives the same basic
+/// guarantee).
 
 #include <thrust/functional.h>
 
@@ -80,8 +81,29 @@ struct lattice_finish_bucket {
     }
 };
 
-/// Encodes one segment (x in place, codes packed to codes_out, checksum sums to `sums`);
-/// status[segment] = 1 (and nothing written) when some |x / eps| exceeds the index range.
+/// Largest |x_i| bits of the segment x[s, e) over a team: lane l scans the groups of Chunk
+/// elements l, l + lanes, ... (the whole range at once on a team of one).
+template <std::size_t Chunk, class Team>
+[[nodiscard]] SWARMSGD_HOST_DEVICE std::uint32_t lattice_team_max_abs_bits(const float* x,
+                                                                           std::size_t s,
+                                                                           std::size_t e,
+                                                                           Team team) {
+    if constexpr (Team::lanes == 1) {
+        return lattice_max_abs_bits(x + s, e - s);
+    } else {
+        std::uint32_t mx = 0;
+        for (std::size_t g = s + team.lane() * Chunk; g < e; g += Team::lanes * Chunk) {
+            const std::uint32_t b = lattice_max_abs_bits(x + g, e - g < Chunk ? e - g : Chunk);
+            mx = b > mx ? b : mx;
+        }
+        return team.max(mx);
+    }
+}
+
+/// Encodes one segment (x in place, codes packed to codes_out, checksum sums to `sums`) by a
+/// team (thrust/detail/team.hpp: lane l takes the groups of Chunk elements l, l + lanes, ...
+/// of each piece, the checksum sums are reduced over the team); status[segment] = 1 (and
+/// nothing written) when some |x / eps| exceeds the index range.
 template <unsigned B, bool Stochastic, class V, std::size_t Chunk>
 struct lattice_encode_segment {
     V* x;
@@ -93,70 +115,71 @@ struct lattice_encode_segment {
     double eps;
     std::uint64_t key;
 
-    /// Encodes [k, pe) (k a multiple of 8) with kernel kr; returns the sum of the terms.
-    template <class A>
+    /// Encodes this lane's groups of [k, pe) (k a multiple of 8) with kernel kr; returns the
+    /// sum of their terms.
+    template <class A, class Team>
     SWARMSGD_HOST_DEVICE std::uint32_t piece(const lattice_kernel<V, A> kr, std::size_t k,
-                                             std::size_t pe, std::uint32_t pos0) const {
+                                             std::size_t pe, std::uint32_t pos0, Team team) const {
         using C = lattice_code_t<B>;
         V* SWARMSGD_RESTRICT const xs = x;
         const std::uint64_t random_key = key;
         std::uint32_t sum = 0;
-        std::uint32_t position = lattice_position_key(pos0);
-        for (std::size_t g = k; g < pe; g += Chunk) {
-            const std::size_t mm = pe - g < Chunk ? pe - g : Chunk;
-            C codes[Chunk] = {};
-            for (std::size_t i = 0; i < mm; ++i) {
-                typename lattice_kernel<V, A>::encoded e;
-                if constexpr (Stochastic)
-                    e = kr.encode_one(xs[g + i], uniform01_at(random_key, g + i));
-                else
-                    e = kr.encode_one(xs[g + i]);
-                codes[i] = static_cast<C>(e.code);
-                sum += lattice_checksum_term(e.coarse, position);
-                position += lattice_position_step;
-                xs[g + i] = e.value;
-            }
-            pack_block<B>(codes, mm, codes_out + packed_bytes(g, B));
+        for (std::size_t g = k + team.lane() * Chunk; g < pe; g += Team::lanes * Chunk) {
+            with_group_size<Chunk>(pe - g < Chunk ? pe - g : Chunk, [&](auto mm) {
+                V v[Chunk];
+                load_group(v, xs + g, mm);
+                C codes[Chunk] = {};
+                sum += lattice_encode_chunk<V, A, C, Stochastic>(
+                    kr, v, codes, mm, pos0 + static_cast<std::uint32_t>(g - k), random_key, g);
+                store_group(xs + g, v, mm);
+                pack_group<B>(codes, mm, codes_out + packed_bytes(g, B));
+            });
         }
         return sum;
     }
 
-    SWARMSGD_HOST_DEVICE void operator()(std::size_t segment) const {
+    template <class Team>
+    SWARMSGD_HOST_DEVICE void operator()(std::size_t segment, Team team) const {
         const std::size_t s = segment * sums.span;
         const std::size_t e = sums.n - s < sums.span ? sums.n : s + sums.span;
         const double inv_eps = 1.0 / eps;
         bool fast = false;
         if constexpr (std::is_same_v<V, float>) {
-            const std::uint32_t b = lattice_max_abs_bits(x + s, e - s);
+            const std::uint32_t b = lattice_team_max_abs_bits<Chunk>(x, s, e, team);
             const double t = double(std::bit_cast<float>(b)) * inv_eps;
             if (b >= 0x7F800000u || !(t <= lattice_index_limit)) {
-                status[segment] = 1;
+                if (team.leader()) status[segment] = 1;
                 return;
             }
             fast = t <= lattice_float_limit;
         } else {
-            for (std::size_t i = s; i < e; ++i) {
+            bool out_of_range = false;
+            for (std::size_t i = s + team.lane(); i < e; i += Team::lanes) {
                 const double t = x[i] * inv_eps;
-                if (!((t < 0 ? -t : t) <= lattice_index_limit)) {
-                    status[segment] = 1;
-                    return;
-                }
+                out_of_range |= !((t < 0 ? -t : t) <= lattice_index_limit);
+            }
+            if (team.any(out_of_range)) {
+                if (team.leader()) status[segment] = 1;
+                return;
             }
         }
-        status[segment] = 0;
+        if (team.leader()) status[segment] = 0;
         for (std::size_t k = s; k < e;) {
             const std::size_t bucket_index = k / sums.bucket;
             const std::size_t bucket_end = (bucket_index + 1) * sums.bucket;
             const std::size_t pe = e < bucket_end ? e : bucket_end;
             const auto pos0 = static_cast<std::uint32_t>(k - bucket_index * sums.bucket);
-            const std::uint32_t sum = fast ? piece(kf, k, pe, pos0) : piece(kd, k, pe, pos0);
-            sums.piece_done(segment, bucket_index, sum);
+            const std::uint32_t part =
+                fast ? piece(kf, k, pe, pos0, team) : piece(kd, k, pe, pos0, team);
+            const std::uint32_t sum = team.sum(part);
+            if (team.leader()) sums.piece_done(segment, bucket_index, sum);
             k = pe;
         }
     }
 };
 
-/// Decodes one segment against y into out (y == out: in place) and checks its checksums.
+/// Decodes one segment against y into out (y == out: in place) and checks its checksums, by
+/// a team as lattice_encode_segment.
 template <unsigned B, class V, std::size_t Chunk>
 struct lattice_decode_segment {
     const std::byte* codes_in;
@@ -169,47 +192,51 @@ struct lattice_decode_segment {
     double fast_max;
     float fast_max_f;
 
-    /// Decodes [k, pe) with kernel kr against `ref` (== out when decoding in place); with
-    /// Check, `outside` records whether some |y_i| exceeded fast_max_f or was NaN (the float
-    /// path's precondition, checked on the way).
-    template <class A, bool Check>
+    /// Decodes this lane's groups of [k, pe) with kernel kr against `ref` (== out when
+    /// decoding in place); with Check, `outside` records whether some |y_i| of them exceeded
+    /// fast_max_f or was NaN (the float path's precondition, checked on the way).
+    template <class A, bool Check, class Team>
     SWARMSGD_HOST_DEVICE std::uint32_t piece(const lattice_kernel<V, A> kr, const V* ref,
                                              std::size_t k, std::size_t pe, std::uint32_t pos0,
-                                             bool& outside) const {
+                                             bool& outside, Team team) const {
         using C = lattice_code_t<B>;
         V* const o = out;
         const float limit = fast_max_f;
         std::uint32_t sum = 0;
-        std::uint32_t position = lattice_position_key(pos0);
         unsigned bad = 0;
-        for (std::size_t g = k; g < pe; g += Chunk) {
-            const std::size_t mm = pe - g < Chunk ? pe - g : Chunk;
-            C codes[Chunk] = {};
-            unpack_block<B>(codes_in + packed_bytes(g, B), mm, codes);
-            for (std::size_t i = 0; i < mm; ++i) {
-                const V yi = ref[g + i];
+        for (std::size_t g = k + team.lane() * Chunk; g < pe; g += Team::lanes * Chunk) {
+            with_group_size<Chunk>(pe - g < Chunk ? pe - g : Chunk, [&](auto mm) {
+                const auto position0 = pos0 + static_cast<std::uint32_t>(g - k);
+                C codes[Chunk] = {};
+                unpack_group<B>(codes_in + packed_bytes(g, B), mm, codes);
+                V v[Chunk];
+                load_group(v, ref + g, mm);
                 if constexpr (Check) {
-                    const float a = std::bit_cast<float>(
-                        std::bit_cast<std::uint32_t>(static_cast<float>(yi)) & 0x7FFFFFFFu);
-                    bad |= a <= limit ? 0u : 1u;
+                    V decoded[Chunk];
+                    bool group_outside = false;
+                    sum += lattice_decode_chunk_checked(kr, codes, v, decoded, mm, position0, limit,
+                                                        group_outside);
+                    bad |= group_outside ? 1u : 0u;
+                    store_group(o + g, decoded, mm);
+                } else {
+                    sum +=
+                        lattice_decode_chunk<V, A, C, true>(kr, codes, nullptr, v, mm, position0);
+                    store_group(o + g, v, mm);
                 }
-                const auto d = kr.decode_one(codes[i], yi);
-                sum += lattice_checksum_term(d.coarse, position);
-                position += lattice_position_step;
-                o[g + i] = d.value;
-            }
+            });
         }
         if constexpr (Check) outside = bad != 0;
         return sum;
     }
 
-    SWARMSGD_HOST_DEVICE void operator()(std::size_t segment) const {
+    template <class Team>
+    SWARMSGD_HOST_DEVICE void operator()(std::size_t segment, Team team) const {
         const std::size_t s = segment * sums.span;
         const std::size_t e = sums.n - s < sums.span ? sums.n : s + sums.span;
         bool fast = false;
         if constexpr (std::is_same_v<V, float>) {
             if (fast_ok && in_place) {
-                const std::uint32_t b = lattice_max_abs_bits(out + s, e - s);
+                const std::uint32_t b = lattice_team_max_abs_bits<Chunk>(out, s, e, team);
                 fast = b < 0x7F800000u && double(std::bit_cast<float>(b)) <= fast_max;
             }
         }
@@ -219,20 +246,23 @@ struct lattice_decode_segment {
             const std::size_t pe = e < bucket_end ? e : bucket_end;
             const auto pos0 = static_cast<std::uint32_t>(k - bucket_index * sums.bucket);
             const V* const ref = in_place ? out : y;
-            std::uint32_t sum = 0;
+            std::uint32_t part = 0;
             bool done = false;
             bool outside = false;
             if constexpr (std::is_same_v<V, float>) {
                 if (fast) {
-                    sum = piece<float, false>(kf, ref, k, pe, pos0, outside);
+                    part = piece<float, false>(kf, ref, k, pe, pos0, outside, team);
                     done = true;
                 } else if (fast_ok && !in_place) {
-                    sum = piece<float, true>(kf, ref, k, pe, pos0, outside);
-                    done = !outside;
+                    // Out of place, the reference is untouched: a piece with some |y_i| beyond
+                    // the float path's range is decoded again, by every lane, in double.
+                    part = piece<float, true>(kf, ref, k, pe, pos0, outside, team);
+                    done = !team.any(outside);
                 }
             }
-            if (!done) sum = piece<double, false>(kd, ref, k, pe, pos0, outside);
-            sums.piece_done(segment, bucket_index, sum);
+            if (!done) part = piece<double, false>(kd, ref, k, pe, pos0, outside, team);
+            const std::uint32_t sum = team.sum(part);
+            if (team.leader()) sums.piece_done(segment, bucket_index, sum);
             k = pe;
         }
     }
@@ -244,7 +274,6 @@ struct lattice_decode_segment {
 template <tensor_value V, class S>
 struct system_codec<lattice_quantizer<V>, S> {
     using Q = lattice_quantizer<V>;  ///< the quantizer
-    static constexpr std::size_t chunk = detail::inner_chunk<S>;
     static_assert(detail::lattice_codes_offset <= detail::max_payload_prefix);
 
     /// As lattice_quantizer::encode: the current step, the same payload (parameters, codes,
@@ -279,14 +308,16 @@ struct system_codec<lattice_quantizer<V>, S> {
             detail::bitpack_dispatch(bits, [&](auto B) {
                 if constexpr (B() >= 2) {
                     if (o.stochastic)
-                        detail::system_for_each<S>(
+                        detail::system_team_for_each<S>(
                             segments,
-                            detail::lattice_encode_segment<B(), true, V, chunk>{
+                            detail::lattice_encode_segment<B(), true, V,
+                                                           detail::group_size<S, B()>>{
                                 values.data(), codes_out, status_.data(), sums, kd, kf, eps, key});
                     else
-                        detail::system_for_each<S>(
+                        detail::system_team_for_each<S>(
                             segments,
-                            detail::lattice_encode_segment<B(), false, V, chunk>{
+                            detail::lattice_encode_segment<B(), false, V,
+                                                           detail::group_size<S, B()>>{
                                 values.data(), codes_out, status_.data(), sums, kd, kf, eps, key});
                 }
             });
@@ -301,8 +332,13 @@ struct system_codec<lattice_quantizer<V>, S> {
     /// As lattice_quantizer::decode: validated on the host (same exceptions, `out` untouched
     /// on error), decoded in S against `reference` (`out` may be the same span as `reference`,
     /// any other overlap throws); returns the buckets whose checksum did not match.
+    ///
+    /// `payload_in_system`: nullptr, or the same payload.size() bytes already in S (uploaded
+    /// by the caller, overlapped with other work, or received straight into S): the payload is
+    /// still validated from its host bytes, then decoded from that copy without uploading it.
     decode_result decode(const Q& /*q*/, std::span<const std::byte> payload,
-                         system_span<const V, S> reference, system_span<V, S> out) {
+                         system_span<const V, S> reference, system_span<V, S> out,
+                         const std::byte* payload_in_system = nullptr) {
         const std::size_t n = out.size();
         (void)read_payload_header(payload, Q::format_id, "lattice", sizeof(V), n);
         detail::require<size_mismatch_error>(reference.size() == n, "lattice decode: reference of ",
@@ -327,7 +363,8 @@ struct system_codec<lattice_quantizer<V>, S> {
         const bool fast_ok = std::is_same_v<V, float> && detail::lattice_float_step(eps);
         const double fast_max = detail::lattice_float_limit * eps;
         detail::device_call("swarmsgd: lattice decode", [&] {
-            const std::byte* const codes_in = staged_.stage(payload) + detail::lattice_codes_offset;
+            const std::byte* const codes_in =
+                staged_.stage(payload, payload_in_system) + detail::lattice_codes_offset;
             failed_.resize(buckets);
             const detail::lattice_sums sums{nullptr,
                                             codes_in + detail::packed_bytes(n, bits),
@@ -340,18 +377,22 @@ struct system_codec<lattice_quantizer<V>, S> {
             const auto kf = detail::lattice_kernel<V, float>::make(eps, bits);
             detail::bitpack_dispatch(bits, [&](auto B) {
                 if constexpr (B() >= 2)
-                    detail::system_for_each<S>(
-                        segments, detail::lattice_decode_segment<B(), V, chunk>{
-                                      codes_in, y, o, sums, kd, kf, fast_ok, in_place, fast_max,
-                                      static_cast<float>(fast_max)});
+                    detail::system_team_for_each<S>(
+                        segments,
+                        detail::lattice_decode_segment<B(), V, detail::group_size<S, B()>>{
+                            codes_in, y, o, sums, kd, kf, fast_ok, in_place, fast_max,
+                            static_cast<float>(fast_max)});
             });
             finish(sums);
-            flags_.resize(buckets);
-            detail::system_ops<S>::to_host(failed_.data(), buckets, flags_.data());
+            // Only the flags from the first failed bucket on travel to the host (none at all
+            // in the usual case, where every checksum matches).
+            const std::size_t first = detail::first_flagged<S>(failed_.data(), buckets);
+            flags_.resize(buckets - first);
+            detail::system_ops<S>::to_host(failed_.data() + first, buckets - first, flags_.data());
+            for (std::size_t b = first; b < buckets; ++b)
+                if (flags_[b - first] != 0)
+                    result.failed.push_back({b * bucket, std::min(n, (b + 1) * bucket)});
         });
-        for (std::size_t b = 0; b < buckets; ++b)
-            if (flags_[b] != 0)
-                result.failed.push_back({b * bucket, std::min(n, (b + 1) * bucket)});
         return result;
     }
 

@@ -1,10 +1,13 @@
 #pragma once
 /// \file thrust/quantizers/min_max.hpp
-/// min_max_quantizer in a Thrust system. Encode: one work item per bucket scans it
-/// (detail::scan_bucket), builds its min_max_kernel and encodes it chunk by chunk
+/// min_max_quantizer in a Thrust system. Encode: one team per bucket (a warp on a GPU, one
+/// thread on the CPU; thrust/detail/team.hpp) scans it (detail::scan_bucket_keys, reduced over
+/// the team), builds its min_max_kernel and encodes it chunk by chunk
 /// (kernel.encode / encode_nearest, detail::pack_block), the CPU's own functions. Decode: the
-/// payload is validated on the host (min_max_quantizer's checks), then one work item per
-/// chunk of codes (detail::inner_chunk: 8 on a GPU) unpacks and decodes them in the system.
+/// payload's layout is validated on the host and every bucket's min and scale in the system
+/// (min_max_quantizer's checks; the host check runs only to raise the exception of a bad
+/// one), then one work item per group of codes (detail::group_size: 4 or 8 on a GPU) unpacks and
+/// decodes them in the system.
 /// On an encode error (a non-finite value, a range beyond float) the exception is the CPU
 /// one; `values` may then hold the reconstruction of any bucket but the failing ones.
 
@@ -23,9 +26,9 @@ namespace swarmsgd {
 
 namespace detail {
 
-/// Encodes bucket b (scan, kernel, codes, reconstruction) Chunk elements at a time;
-/// status[b]: 0 done, 1 a non-finite element, 2 a range beyond the float range (nothing of the
-/// bucket written then).
+/// Encodes bucket b (scan, kernel, codes, reconstruction) Chunk elements at a time, by a team
+/// (thrust/detail/team.hpp: lane l takes the chunks l, l + lanes, ...); status[b]: 0 done, 1 a
+/// non-finite element, 2 a range beyond the float range (nothing of the bucket written then).
 template <unsigned B, bool Stochastic, class V, std::size_t Chunk>
 struct min_max_encode_bucket {
     V* x;
@@ -34,14 +37,29 @@ struct min_max_encode_bucket {
     std::size_t n, bucket, stride;
     std::uint64_t key;
 
-    SWARMSGD_HOST_DEVICE void operator()(std::size_t b) const {
+    template <class Team>
+    SWARMSGD_HOST_DEVICE void operator()(std::size_t b, Team team) const {
         constexpr unsigned levels = (1u << B) - 1u;
+        constexpr std::size_t step = Team::lanes * Chunk;
         const std::size_t b0 = b * bucket;
         const std::size_t m = bucket < n - b0 ? bucket : n - b0;
+        const std::size_t first = team.lane() * Chunk;
         V* SWARMSGD_RESTRICT const xb = x + b0;
-        const auto range = scan_bucket(xb, m);
+        bucket_keys<V> keys;
+        if constexpr (Team::lanes == 1) {
+            keys = scan_bucket_keys(xb, m);
+        } else {
+            for (std::size_t j0 = first; j0 < m; j0 += step) {
+                const auto part = scan_bucket_keys(xb + j0, m - j0 < Chunk ? m - j0 : Chunk);
+                keys.lo = part.lo < keys.lo ? part.lo : keys.lo;
+                keys.hi = part.hi > keys.hi ? part.hi : keys.hi;
+            }
+            keys.lo = team.min(keys.lo);
+            keys.hi = team.max(keys.hi);
+        }
+        const auto range = bucket_range_of(keys);
         if (!range.finite) {
-            status[b] = 1;
+            if (team.leader()) status[b] = 1;
             return;
         }
         const bool fits = range.lo >= V(-FLT_MAX) && range.hi <= V(FLT_MAX) &&
@@ -49,30 +67,48 @@ struct min_max_encode_bucket {
                               static_cast<double>(FLT_MAX);
         const auto kernel = min_max_kernel::make(to_float(range.lo), to_float(range.hi), levels);
         if (!fits || !kernel.valid()) {
-            status[b] = 2;
+            if (team.leader()) status[b] = 2;
             return;
         }
-        status[b] = 0;
         std::byte* const meta = data + b * stride;
-        store_any<float>(meta, kernel.lo);
-        store_any<float>(meta + 4, kernel.scale);
+        if (team.leader()) {
+            status[b] = 0;
+            store_any<float>(meta, kernel.lo);
+            store_any<float>(meta + 4, kernel.scale);
+        }
         std::byte* const codes_out = meta + 8;
         const std::uint64_t random_key = key;
-        for (std::size_t j0 = 0; j0 < m; j0 += Chunk) {
-            const std::size_t mm = m - j0 < Chunk ? m - j0 : Chunk;
-            std::uint8_t codes[Chunk] = {};
-            for (std::size_t i = 0; i < mm; ++i) {
-                std::uint8_t c;
-                if constexpr (Stochastic)
-                    c = static_cast<std::uint8_t>(
-                        kernel.encode(to_float(xb[j0 + i]), uniform01_at(random_key, b0 + j0 + i)));
-                else
-                    c = static_cast<std::uint8_t>(kernel.encode_nearest(to_float(xb[j0 + i])));
-                codes[i] = c;
-                xb[j0 + i] = static_cast<V>(kernel.decode(c));
-            }
-            pack_block<B>(codes, mm, codes_out + packed_bytes(j0, B));
+        for (std::size_t j0 = first; j0 < m; j0 += step) {
+            with_group_size<Chunk>(m - j0 < Chunk ? m - j0 : Chunk, [&](auto mm) {
+                V v[Chunk];
+                load_group(v, xb + j0, mm);
+                std::uint8_t codes[Chunk] = {};
+                for (std::size_t i = 0; i < mm; ++i) {
+                    std::uint8_t c;
+                    if constexpr (Stochastic)
+                        c = static_cast<std::uint8_t>(
+                            kernel.encode(to_float(v[i]), uniform01_at(random_key, b0 + j0 + i)));
+                    else
+                        c = static_cast<std::uint8_t>(kernel.encode_nearest(to_float(v[i])));
+                    codes[i] = c;
+                    v[i] = static_cast<V>(kernel.decode(c));
+                }
+                store_group(xb + j0, v, mm);
+                pack_group<B>(codes, mm, codes_out + packed_bytes(j0, B));
+            });
         }
+    }
+};
+
+/// True when bucket b's min and scale cannot be decoded (min_max_quantizer::check_bucket_meta).
+struct min_max_meta_invalid {
+    const std::byte* data;
+    std::size_t stride;
+    unsigned levels;
+    SWARMSGD_HOST_DEVICE bool operator()(std::size_t b) const {
+        const std::byte* meta = data + b * stride;
+        return !min_max_kernel::for_decode(load_any<float>(meta), load_any<float>(meta + 4), levels)
+                    .valid();
     }
 };
 
@@ -93,12 +129,15 @@ struct min_max_decode_unit {
             const std::byte* const meta = data + b * stride;
             const auto kernel = min_max_kernel::for_decode(load_any<float>(meta),
                                                            load_any<float>(meta + 4), levels);
-            // m <= Chunk always; the explicit bound lets GCC see that codes[] is large enough.
-            const std::size_t m = end - k < Chunk ? end - k : Chunk;
-            std::uint8_t codes[Chunk] = {};
-            unpack_block<B>(meta + 8 + packed_bytes(k - b * bucket, B), m, codes);
-            for (std::size_t i = 0; i < m; ++i)
-                out[k + i] = static_cast<V>(kernel.decode(codes[i]));
+            // The group has at most Chunk elements; the explicit bound lets GCC see that
+            // codes[] is large enough.
+            with_group_size<Chunk>(end - k < Chunk ? end - k : Chunk, [&](auto m) {
+                std::uint8_t codes[Chunk] = {};
+                unpack_group<B>(meta + 8 + packed_bytes(k - b * bucket, B), m, codes);
+                V v[Chunk];
+                for (std::size_t i = 0; i < m; ++i) v[i] = static_cast<V>(kernel.decode(codes[i]));
+                store_group(out + k, v, m);
+            });
             k = end;
         }
     }
@@ -110,7 +149,6 @@ struct min_max_decode_unit {
 template <tensor_value V, class S>
 struct system_codec<min_max_quantizer<V>, S> {
     using Q = min_max_quantizer<V>;  ///< the quantizer
-    static constexpr std::size_t chunk = detail::inner_chunk<S>;
     static_assert(Q::prefix_size <= detail::max_payload_prefix);
 
     /// As min_max_quantizer::encode (same payload, reconstruction and exceptions).
@@ -130,14 +168,14 @@ struct system_codec<min_max_quantizer<V>, S> {
                 const std::size_t stride =
                     Q::bucket_meta_size + detail::packed_bytes(o.bucket, B());
                 if (o.stochastic)
-                    detail::system_for_each<S>(
+                    detail::system_team_for_each<S>(
                         buckets,
-                        detail::min_max_encode_bucket<B(), true, V, chunk>{
+                        detail::min_max_encode_bucket<B(), true, V, detail::group_size<S, B()>>{
                             values.data(), data, status_.data(), n, o.bucket, stride, key});
                 else
-                    detail::system_for_each<S>(
+                    detail::system_team_for_each<S>(
                         buckets,
-                        detail::min_max_encode_bucket<B(), false, V, chunk>{
+                        detail::min_max_encode_bucket<B(), false, V, detail::group_size<S, B()>>{
                             values.data(), data, status_.data(), n, o.bucket, stride, key});
             });
             const std::size_t bad = detail::first_flagged<S>(status_.data(), buckets);
@@ -146,22 +184,40 @@ struct system_codec<min_max_quantizer<V>, S> {
         return bytes;
     }
 
-    /// As min_max_quantizer::decode: the payload is validated on the host (same exceptions,
-    /// `out` untouched), then decoded in S with the bits and bucket it carries.
+    /// As min_max_quantizer::decode: the payload is validated (same exceptions, `out`
+    /// untouched), then decoded in S with the bits and bucket it carries.
+    ///
+    /// `payload_in_system`: nullptr, or the same payload.size() bytes already in S (uploaded
+    /// by the caller, overlapped with other work, or received straight into S): the payload is
+    /// still validated from its host bytes, then decoded from that copy without uploading it.
     decode_result decode(const Q& q, std::span<const std::byte> payload,
-                         system_span<const V, S> /*reference*/, system_span<V, S> out) {
-        using detail::require;
+                         system_span<const V, S> /*reference*/, system_span<V, S> out,
+                         const std::byte* payload_in_system = nullptr) {
         (void)q;
         const std::size_t n = out.size();
-        const min_max_payload_info info = Q::check_payload(payload, n);
+        const min_max_payload_info info = Q::check_payload_layout(payload, n);
         const unsigned bits = info.bits;
         const std::size_t bucket = info.bucket, stride = info.stride;
         detail::device_call("swarmsgd: min_max decode", [&] {
-            const std::byte* staged = staged_.stage(payload) + payload_header_size + Q::params_size;
+            const std::byte* staged =
+                staged_.stage(payload, payload_in_system) + payload_header_size + Q::params_size;
+            // Every bucket's min and scale checked where the payload is, before `out` changes;
+            // a bad one gets the host check's exception.
+            const std::size_t buckets = detail::count_of(n, bucket);
+            const auto bad = static_cast<std::size_t>(
+                *thrust::find_if(detail::system_ops<S>::policy(), detail::index_iterator(0),
+                                 detail::index_iterator(buckets),
+                                 detail::min_max_meta_invalid{staged, stride, (1u << bits) - 1u}));
+            if (bad != buckets) {
+                (void)Q::check_payload(payload, n);
+                detail::raise<message_error>("min_max payload bucket ", bad,
+                                             " is invalid in the system's copy of the payload");
+            }
             detail::bitpack_dispatch8(bits, [&](auto B) {
-                detail::system_for_each<S>(detail::count_of(n, chunk),
-                                           detail::min_max_decode_unit<B(), V, chunk>{
-                                               staged, out.data(), n, bucket, stride});
+                detail::system_for_each<S>(
+                    detail::count_of(n, detail::group_size<S, B()>),
+                    detail::min_max_decode_unit<B(), V, detail::group_size<S, B()>>{
+                        staged, out.data(), n, bucket, stride});
             });
         });
         return {};

@@ -3,8 +3,9 @@
 /// qsgd_quantizer in a Thrust system. Encode: one work item per bucket computes its norm with
 /// detail::sum_of_squares (the CPU function: the same summation order, so the same norm), builds
 /// the qsgd_kernel and encodes the bucket chunk by chunk with the counter RNG of the
-/// element's global index. Decode: the payload is validated on the host (parameters, norms,
-/// padding), the levels are checked and the codes decoded in the system, one chunk of codes
+/// element's global index (one thread per bucket: a team would sum in another order and change
+/// the norm's last bits). Decode: the payload's layout is validated on the host (parameters,
+/// size, padding), the norms, the levels and the codes in the system, one chunk of codes
 /// (detail::inner_chunk: 8 on a GPU) per work item. On an encode error `values` may hold the
 /// reconstruction of any bucket but the failing ones. Byte-identity with the CPU also needs the
 /// same floating-point contraction: compile CUDA code with -fmad=false for it (docs/thrust.md).
@@ -130,6 +131,17 @@ struct qsgd_decode_unit {
     }
 };
 
+/// True when bucket b's norm cannot be decoded (qsgd_quantizer::check_bucket_norm).
+template <class Q>
+struct qsgd_norm_invalid {
+    const std::byte* data;
+    std::size_t stride;
+    unsigned levels;
+    SWARMSGD_HOST_DEVICE bool operator()(std::size_t b) const {
+        return !Q::bucket_norm_valid(load_any<float>(data + b * stride), levels);
+    }
+};
+
 struct index_min {
     SWARMSGD_HOST_DEVICE std::size_t operator()(std::size_t a, std::size_t b) const {
         return a < b ? a : b;
@@ -175,15 +187,33 @@ struct system_codec<qsgd_quantizer<V>, S> {
 
     /// As qsgd_quantizer::decode: validated on the host (parameters, norms, padding), levels
     /// checked in S (same exceptions, `out` untouched on error), then decoded in S.
+    ///
+    /// `payload_in_system`: nullptr, or the same payload.size() bytes already in S (uploaded
+    /// by the caller, overlapped with other work, or received straight into S): the payload is
+    /// still validated from its host bytes, then decoded from that copy without uploading it.
     decode_result decode(const Q& /*q*/, std::span<const std::byte> payload,
-                         system_span<const V, S> /*reference*/, system_span<V, S> out) {
+                         system_span<const V, S> /*reference*/, system_span<V, S> out,
+                         const std::byte* payload_in_system = nullptr) {
         using detail::require;
         const std::size_t n = out.size();
-        const qsgd_payload_info info = Q::check_payload(payload, n);
+        const qsgd_payload_info info = Q::check_payload_layout(payload, n);
         const unsigned levels = info.levels, bits = info.bits;
         const std::size_t bucket = info.bucket, stride = info.stride;
         detail::device_call("swarmsgd: qsgd decode", [&] {
-            const std::byte* staged = staged_.stage(payload) + payload_header_size + Q::params_size;
+            const std::byte* staged =
+                staged_.stage(payload, payload_in_system) + payload_header_size + Q::params_size;
+            // Every bucket's norm checked where the payload is; a bad one gets the host
+            // check's exception.
+            const std::size_t buckets = detail::count_of(n, bucket);
+            const auto bad_bucket = static_cast<std::size_t>(
+                *thrust::find_if(detail::system_ops<S>::policy(), detail::index_iterator(0),
+                                 detail::index_iterator(buckets),
+                                 detail::qsgd_norm_invalid<Q>{staged, stride, levels}));
+            if (bad_bucket != buckets) {
+                (void)Q::check_payload(payload, n);
+                detail::raise<message_error>("qsgd payload bucket ", bad_bucket,
+                                             " is invalid in the system's copy of the payload");
+            }
             const std::size_t groups = detail::count_of(n, chunk);
             detail::bitpack_dispatch(bits, [&](auto B) {
                 if constexpr (B() >= 2) {
