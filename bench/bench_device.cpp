@@ -14,8 +14,13 @@
 ///   average   x += (r - o) / 2, the node's averaging step (add_half_difference)
 ///   encode    codec.encode(values, payload) in place (the reconstruction is re-encoded: same
 ///             code path and cost), payload left in the system
-///   decode    codec.decode(payload, reference, out): the payload comes from host memory (as a
-///             received message does): on a GPU this includes copying it to the device
+///   decode    codec.decode(payload, reference, out, payload_in_system): the payload validated
+///             from host memory (as a received message is) and decoded from its copy already in
+///             the system: the decode's own work, the figure the device-copy goal is about
+///   decode_from_host  codec.decode(payload, reference, out): the whole receive, on a GPU
+///             including the payload's upload from host memory
+///   upload    that upload alone: the payload's bytes from host memory into the system (GB/s
+///             still counted as 4 n bytes of model, so that it compares with decode)
 /// Output: one `result` line per size, op and quantizer, then for the largest size
 ///   summary device=<name> op=<op> quantizer=<q> vs_copy=<ratio>
 /// with ratio = copy time / op time (same n, same run).
@@ -119,14 +124,68 @@ void bench_quantizer(const char* label, const Q& q, std::size_t n, const std::ve
                     result.failed_elements());
     const double enc = median_seconds<S>(
         [&] { (void)codec.encode(q, values.span(), payload.span(), random); }, o.seconds);
+    // The payload's bytes in the system too, as after an upload: decode from there measures
+    // the decode itself (host validation included); decode_from_host is the whole receive.
+    system_buffer<std::byte, S> in_system(bytes);
+    detail::system_ops<S>::to_system(host_payload.data(), bytes, in_system.data());
     const double dec = median_seconds<S>(
+        [&] {
+            (void)codec.decode(q, host_payload, std::as_const(reference).span(), decoded.span(),
+                               in_system.data());
+        },
+        o.seconds);
+    const double dec_host = median_seconds<S>(
         [&] {
             (void)codec.decode(q, host_payload, std::as_const(reference).span(), decoded.span());
         },
         o.seconds);
+    system_buffer<std::byte, S> uploaded(bytes);
+    const double upl = median_seconds<S>(
+        [&] { detail::system_ops<S>::to_system(host_payload.data(), bytes, uploaded.data()); },
+        o.seconds);
     out.push_back({"encode", label, n, enc, copy_s});
     out.push_back({"decode", label, n, dec, copy_s});
+    out.push_back({"decode_from_host", label, n, dec_host, copy_s});
+    out.push_back({"upload", label, n, upl, copy_s});
 }
+
+#if defined(__CUDACC__)
+/// Host-to-GPU bandwidth of the three ways a received payload can travel (real bytes per
+/// second, no model scaling): cudaMemcpy from pageable memory (the driver stages it), from
+/// pinned memory (the DMA alone), and the library's upload (system_ops<cuda>::to_system:
+/// copy into its pinned staging buffer, then DMA).
+void bench_transfers(const std::string& device, std::size_t bytes, double seconds) {
+    using S = thrust::cuda::tag;
+    std::vector<std::byte> pageable(bytes, std::byte{1});
+    pinned_buffer pinned(bytes);
+    std::memset(pinned.data(), 1, bytes);
+    system_buffer<std::byte, S> target(bytes);
+    const auto report = [&](const char* kind, double s) {
+        std::printf("transfer device=%s bytes=%zu kind=%s GBps=%.2f\n", device.c_str(), bytes, kind,
+                    double(bytes) / s * 1e-9);
+    };
+    report("pageable_cudaMemcpy",
+           median_seconds<S>(
+               [&] {
+                   detail::cuda_check(
+                       cudaMemcpy(target.data(), pageable.data(), bytes, cudaMemcpyHostToDevice),
+                       "bench: pageable copy");
+               },
+               seconds));
+    report("pinned_cudaMemcpy",
+           median_seconds<S>(
+               [&] {
+                   detail::cuda_check(
+                       cudaMemcpy(target.data(), pinned.data(), bytes, cudaMemcpyHostToDevice),
+                       "bench: pinned copy");
+               },
+               seconds));
+    report("swarmsgd_upload",
+           median_seconds<S>(
+               [&] { detail::system_ops<S>::to_system(pageable.data(), bytes, target.data()); },
+               seconds));
+}
+#endif
 
 template <class S>
 void run_system(const std::string& device, const options& o) {
@@ -244,6 +303,7 @@ int main(int argc, char** argv) {
     std::printf("bench_device: CUDA device %s, sizes 2^%u..2^%u\n", probe.name.c_str(),
                 o.sizes.front(), o.sizes.back());
     run_system<thrust::cuda::tag>(device, o);
+    bench_transfers(device, std::size_t{1} << o.sizes.back(), o.seconds);
 #else
     const std::string cpu = cpu_model();
 #if defined(_OPENMP)
