@@ -150,7 +150,8 @@ SWARMSGD_HOST_DEVICE inline void store_group(V* x, const V (&v)[Chunk], M m) noe
     for (std::size_t i = 0; i < m; ++i) x[i] = v[i];
 }
 
-/// An unsigned type of `bytes` bytes (1, 2, 4 or 8), or void.
+/// The word that packed codes of `bytes` bytes are moved in: the unsigned type of that size
+/// (1, 2, 4 or 8 bytes), 8-byte words for a multiple of 8, void otherwise.
 template <std::size_t bytes>
 using packed_word_t = std::conditional_t<
     bytes == 1, std::uint8_t,
