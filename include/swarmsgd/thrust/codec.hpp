@@ -19,8 +19,9 @@
 ///     // Validates the payload (HOST memory: it arrived in a message) and decodes it against
 ///     // `reference` into `out` (both in S); same exceptions as Q::decode, `out` untouched on
 ///     // error. The library's codecs also take an optional last argument,
-///     // `const std::byte* payload_in_system`: the same bytes already in S, decoded from there
-///     // instead of uploading `payload` (validation still reads the host bytes).
+///     // `const std::byte* payload_in_system`: nullptr (upload `payload`), or the same
+///     // payload.size() bytes already in S (uploaded ahead, overlapped with other work, or
+///     // received straight into S), decoded from there; validation still reads the host bytes.
 ///     decode_result decode(const my_quantizer& q, std::span<const std::byte> payload,
 ///                          system_span<const float, S> reference, system_span<float, S> out);
 /// };

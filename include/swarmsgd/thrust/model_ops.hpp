@@ -48,6 +48,14 @@ void system_for_each(std::size_t n, F f) {
     thrust::for_each_n(system_ops<S>::policy(), index_iterator(0), n, f);
 }
 
+/// Index of the first k in [0, n) with pred(k) (pred runs in S), or n.
+template <class S, class P>
+[[nodiscard]] std::size_t first_index_where(std::size_t n, P pred) {
+    if (n == 0) return 0;
+    return static_cast<std::size_t>(
+        *thrust::find_if(system_ops<S>::policy(), index_iterator(0), index_iterator(n), pred));
+}
+
 /// Runs f(item, team) for item in [0, items) in system S, one team per item
 /// (thrust/detail/team.hpp): a warp on a GPU (system_ops<S>::team_for_each), one thread
 /// otherwise.
@@ -146,10 +154,7 @@ void flat_add_half_difference(V* x, const V* received, const V* own, std::size_t
 /// Index of the first NaN or infinity among x[0, n), or n.
 template <class S, class V>
 [[nodiscard]] std::size_t flat_first_non_finite(const V* x, std::size_t n) {
-    if (n == 0) return 0;
-    const auto it = thrust::find_if(system_ops<S>::policy(), index_iterator(0), index_iterator(n),
-                                    non_finite_at<V>{x});
-    return static_cast<std::size_t>(*it);
+    return first_index_where<S>(n, non_finite_at<V>{x});
 }
 
 /// sum_k (a[k] - b[k])^2 in double (the order of the sum is the system's).

@@ -223,10 +223,21 @@ struct flagged {
 /// Index of the first nonzero flag among flags[0, n) (in S), or n.
 template <class S, class T>
 [[nodiscard]] std::size_t first_flagged(const T* flags, std::size_t n) {
-    if (n == 0) return 0;
-    const auto it = thrust::find_if(system_ops<S>::policy(), index_iterator(0), index_iterator(n),
-                                    flagged<T>{flags});
-    return static_cast<std::size_t>(*it);
+    return first_index_where<S>(n, flagged<T>{flags});
+}
+
+/// The per-bucket part of a decoder's payload check, run where the payload is: `invalid(b)`
+/// (in S) is true for a bucket whose parameters cannot be decoded. On the first such bucket
+/// `host_check()`, the quantizer's own check of the host bytes, throws its exception (the CPU's
+/// message); should the host bytes pass, the system's copy differs from them: message_error.
+template <class S, class Invalid, class HostCheck>
+void check_buckets_in_system(std::string_view quantizer, std::size_t buckets, Invalid invalid,
+                             HostCheck&& host_check) {
+    const std::size_t bad = first_index_where<S>(buckets, invalid);
+    if (bad == buckets) return;
+    host_check();
+    raise<message_error>(quantizer, " payload bucket ", bad,
+                         " is invalid in the system's copy of the payload");
 }
 
 /// The cold path of a bucketed encoder that flagged bucket b: copies its values (m elements

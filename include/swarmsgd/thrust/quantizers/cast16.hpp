@@ -88,10 +88,7 @@ struct cast16_codec {
 
     /// As the quantizer's decode: the payload validated on the host (same exceptions, `out`
     /// untouched on error), then decoded in S.
-    ///
-    /// `payload_in_system`: nullptr, or the same payload.size() bytes already in S (uploaded
-    /// by the caller, overlapped with other work, or received straight into S): the payload is
-    /// still validated from its host bytes, then decoded from that copy without uploading it.
+    /// `payload_in_system`: as system_codec's decode (thrust/codec.hpp).
     decode_result decode(const Q& q, std::span<const std::byte> payload,
                          system_span<const V, S> /*reference*/, system_span<V, S> out,
                          const std::byte* payload_in_system = nullptr) {
@@ -111,10 +108,8 @@ private:
     /// The error detail::cast16_encode reports: the first element outside the range.
     [[noreturn]] static void raise_at(system_span<V, S> values) {
         const std::size_t n = values.size();
-        const auto it =
-            thrust::find_if(system_ops<S>::policy(), index_iterator(0), index_iterator(n),
-                            cast16_unrepresentable_at<K, V>{values.data()});
-        const auto k = static_cast<std::size_t>(*it);
+        const std::size_t k =
+            first_index_where<S>(n, cast16_unrepresentable_at<K, V>{values.data()});
         if (k == n)
             raise<invalid_argument_error>(K::name, " encode: internal error, no bad element among ",
                                           n);

@@ -82,22 +82,18 @@ struct lattice_finish_bucket {
 };
 
 /// Largest |x_i| bits of the segment x[s, e) over a team: lane l scans the groups of Chunk
-/// elements l, l + lanes, ... (the whole range at once on a team of one).
+/// elements l, l + lanes, ...
 template <std::size_t Chunk, class Team>
 [[nodiscard]] SWARMSGD_HOST_DEVICE std::uint32_t lattice_team_max_abs_bits(const float* x,
                                                                            std::size_t s,
                                                                            std::size_t e,
                                                                            Team team) {
-    if constexpr (Team::lanes == 1) {
-        return lattice_max_abs_bits(x + s, e - s);
-    } else {
-        std::uint32_t mx = 0;
-        for (std::size_t g = s + team.lane() * Chunk; g < e; g += Team::lanes * Chunk) {
-            const std::uint32_t b = lattice_max_abs_bits(x + g, e - g < Chunk ? e - g : Chunk);
-            mx = b > mx ? b : mx;
-        }
-        return team.max(mx);
+    std::uint32_t mx = 0;
+    for (std::size_t g = s + team.lane() * Chunk; g < e; g += Team::lanes * Chunk) {
+        const std::uint32_t b = lattice_max_abs_bits(x + g, e - g < Chunk ? e - g : Chunk);
+        mx = b > mx ? b : mx;
     }
+    return team.max(mx);
 }
 
 /// Encodes one segment (x in place, codes packed to codes_out, checksum sums to `sums`) by a
@@ -332,10 +328,7 @@ struct system_codec<lattice_quantizer<V>, S> {
     /// As lattice_quantizer::decode: validated on the host (same exceptions, `out` untouched
     /// on error), decoded in S against `reference` (`out` may be the same span as `reference`,
     /// any other overlap throws); returns the buckets whose checksum did not match.
-    ///
-    /// `payload_in_system`: nullptr, or the same payload.size() bytes already in S (uploaded
-    /// by the caller, overlapped with other work, or received straight into S): the payload is
-    /// still validated from its host bytes, then decoded from that copy without uploading it.
+    /// `payload_in_system`: as system_codec's decode (thrust/codec.hpp).
     decode_result decode(const Q& /*q*/, std::span<const std::byte> payload,
                          system_span<const V, S> reference, system_span<V, S> out,
                          const std::byte* payload_in_system = nullptr) {

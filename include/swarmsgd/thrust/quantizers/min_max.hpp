@@ -46,17 +46,13 @@ struct min_max_encode_bucket {
         const std::size_t first = team.lane() * Chunk;
         V* SWARMSGD_RESTRICT const xb = x + b0;
         bucket_keys<V> keys;
-        if constexpr (Team::lanes == 1) {
-            keys = scan_bucket_keys(xb, m);
-        } else {
-            for (std::size_t j0 = first; j0 < m; j0 += step) {
-                const auto part = scan_bucket_keys(xb + j0, m - j0 < Chunk ? m - j0 : Chunk);
-                keys.lo = part.lo < keys.lo ? part.lo : keys.lo;
-                keys.hi = part.hi > keys.hi ? part.hi : keys.hi;
-            }
-            keys.lo = team.min(keys.lo);
-            keys.hi = team.max(keys.hi);
+        for (std::size_t j0 = first; j0 < m; j0 += step) {
+            const auto part = scan_bucket_keys(xb + j0, m - j0 < Chunk ? m - j0 : Chunk);
+            keys.lo = part.lo < keys.lo ? part.lo : keys.lo;
+            keys.hi = part.hi > keys.hi ? part.hi : keys.hi;
         }
+        keys.lo = team.min(keys.lo);
+        keys.hi = team.max(keys.hi);
         const auto range = bucket_range_of(keys);
         if (!range.finite) {
             if (team.leader()) status[b] = 1;
@@ -186,10 +182,7 @@ struct system_codec<min_max_quantizer<V>, S> {
 
     /// As min_max_quantizer::decode: the payload is validated (same exceptions, `out`
     /// untouched), then decoded in S with the bits and bucket it carries.
-    ///
-    /// `payload_in_system`: nullptr, or the same payload.size() bytes already in S (uploaded
-    /// by the caller, overlapped with other work, or received straight into S): the payload is
-    /// still validated from its host bytes, then decoded from that copy without uploading it.
+    /// `payload_in_system`: as system_codec's decode (thrust/codec.hpp).
     decode_result decode(const Q& q, std::span<const std::byte> payload,
                          system_span<const V, S> /*reference*/, system_span<V, S> out,
                          const std::byte* payload_in_system = nullptr) {
@@ -201,18 +194,11 @@ struct system_codec<min_max_quantizer<V>, S> {
         detail::device_call("swarmsgd: min_max decode", [&] {
             const std::byte* staged =
                 staged_.stage(payload, payload_in_system) + payload_header_size + Q::params_size;
-            // Every bucket's min and scale checked where the payload is, before `out` changes;
-            // a bad one gets the host check's exception.
-            const std::size_t buckets = detail::count_of(n, bucket);
-            const auto bad = static_cast<std::size_t>(
-                *thrust::find_if(detail::system_ops<S>::policy(), detail::index_iterator(0),
-                                 detail::index_iterator(buckets),
-                                 detail::min_max_meta_invalid{staged, stride, (1u << bits) - 1u}));
-            if (bad != buckets) {
-                (void)Q::check_payload(payload, n);
-                detail::raise<message_error>("min_max payload bucket ", bad,
-                                             " is invalid in the system's copy of the payload");
-            }
+            // Every bucket's min and scale, before `out` changes.
+            detail::check_buckets_in_system<S>(
+                "min_max", detail::count_of(n, bucket),
+                detail::min_max_meta_invalid{staged, stride, (1u << bits) - 1u},
+                [&] { (void)Q::check_payload(payload, n); });
             detail::bitpack_dispatch8(bits, [&](auto B) {
                 detail::system_for_each<S>(
                     detail::count_of(n, detail::group_size<S, B()>),

@@ -187,10 +187,7 @@ struct system_codec<qsgd_quantizer<V>, S> {
 
     /// As qsgd_quantizer::decode: validated on the host (parameters, norms, padding), levels
     /// checked in S (same exceptions, `out` untouched on error), then decoded in S.
-    ///
-    /// `payload_in_system`: nullptr, or the same payload.size() bytes already in S (uploaded
-    /// by the caller, overlapped with other work, or received straight into S): the payload is
-    /// still validated from its host bytes, then decoded from that copy without uploading it.
+    /// `payload_in_system`: as system_codec's decode (thrust/codec.hpp).
     decode_result decode(const Q& /*q*/, std::span<const std::byte> payload,
                          system_span<const V, S> /*reference*/, system_span<V, S> out,
                          const std::byte* payload_in_system = nullptr) {
@@ -202,18 +199,10 @@ struct system_codec<qsgd_quantizer<V>, S> {
         detail::device_call("swarmsgd: qsgd decode", [&] {
             const std::byte* staged =
                 staged_.stage(payload, payload_in_system) + payload_header_size + Q::params_size;
-            // Every bucket's norm checked where the payload is; a bad one gets the host
-            // check's exception.
-            const std::size_t buckets = detail::count_of(n, bucket);
-            const auto bad_bucket = static_cast<std::size_t>(
-                *thrust::find_if(detail::system_ops<S>::policy(), detail::index_iterator(0),
-                                 detail::index_iterator(buckets),
-                                 detail::qsgd_norm_invalid<Q>{staged, stride, levels}));
-            if (bad_bucket != buckets) {
-                (void)Q::check_payload(payload, n);
-                detail::raise<message_error>("qsgd payload bucket ", bad_bucket,
-                                             " is invalid in the system's copy of the payload");
-            }
+            // Every bucket's norm, before `out` changes.
+            detail::check_buckets_in_system<S>("qsgd", detail::count_of(n, bucket),
+                                               detail::qsgd_norm_invalid<Q>{staged, stride, levels},
+                                               [&] { (void)Q::check_payload(payload, n); });
             const std::size_t groups = detail::count_of(n, chunk);
             detail::bitpack_dispatch(bits, [&](auto B) {
                 if constexpr (B() >= 2) {
