@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <span>
 #include <thread>
@@ -49,15 +50,17 @@ struct no_step_callback {
     void operator()(Args&&...) const noexcept {}
 };
 
-/// Trains `models[i]` on node i with `steps[i]` local steps, one thread per node, until every
-/// node has finished and the shutdown protocol completed. `on_step(node, step, loss, stats)` is
-/// called after each local step from that node's thread (print progress from node 0, say).
-/// If a node throws, the others are stopped and the first error is rethrown here.
-template <class Model, class Problem, class Quant = identity_quantizer<model_value_t<Model>>,
-          class OnStep = no_step_callback>
-swarm_report run_in_process(std::vector<Model>& models, const topology& graph, Problem& problem,
-                            std::span<const std::size_t> steps, const swarm_options& options,
-                            Quant quantizer = Quant{}, OnStep on_step = OnStep{}) {
+/// The generic in-process driver: trains `models[i]` on node i with `steps[i]` local steps, one
+/// thread per node, each thread owning the node `make_node(i, models[i], comm)` returns (any
+/// algorithm with blocking `step(grad)` and `finish()`: swarm_node, the baselines of
+/// baselines/). Each step computes node i's gradient with `problem`, calls `node.step(grad)`
+/// and then `on_step(node, step, loss, stats)` from that node's thread; then `node.finish()`.
+/// If a node throws, the others are stopped (the world is aborted) and the first error is
+/// rethrown here, not the aborts it caused. `seed` seeds node i's data stream rng(seed, n + i).
+template <class Model, class Problem, class MakeNode, class OnStep = no_step_callback>
+swarm_report run_nodes_in_process(std::vector<Model>& models, Problem& problem,
+                                  std::span<const std::size_t> steps, std::uint64_t seed,
+                                  MakeNode make_node, OnStep on_step = OnStep{}) {
     using value_type = model_value_t<Model>;
     using detail::require;
     static_assert(problem_for<Problem, Model>,
@@ -66,8 +69,6 @@ swarm_report run_in_process(std::vector<Model>& models, const topology& graph, P
                   "swarmsgd::rng& random)`; see problem.hpp");
     const std::size_t n = models.size();
     require<invalid_argument_error>(n >= 1, "run_in_process: no models (n = 0)");
-    require<topology_error>(graph.size() == n, "run_in_process: topology has ", graph.size(),
-                            " nodes but there are ", n, " models");
     require<invalid_argument_error>(steps.size() == n, "run_in_process: ", steps.size(),
                                     " step counts for ", n, " nodes");
     const std::size_t size = model_size(models[0]);
@@ -75,7 +76,6 @@ swarm_report run_in_process(std::vector<Model>& models, const topology& graph, P
         require<size_mismatch_error>(model_size(models[i]) == size, "run_in_process: node ", i,
                                      " has a model of ", model_size(models[i]),
                                      " elements, node 0 has ", size);
-    options.validate();
 
     in_process_world world(n);
     swarm_report report;
@@ -89,16 +89,14 @@ swarm_report run_in_process(std::vector<Model>& models, const topology& graph, P
             threads.emplace_back([&, i] {
                 try {
                     auto comm = world.endpoint_for(i);
-                    swarm_node<Model, in_process_communicator, Quant> node(models[i], comm, graph,
-                                                                           options, quantizer);
-                    rng data_random(options.seed, n + i);
+                    auto node = make_node(i, models[i], comm);
+                    rng data_random(seed, n + i);
                     std::vector<value_type> grad(size);
                     for (std::size_t s = 0; s < steps[i]; ++s) {
                         const double loss =
                             problem.gradient(i, static_cast<const Model&>(models[i]),
                                              std::span<value_type>(grad), data_random);
-                        node.apply_gradient(grad);
-                        node.after_local_step();
+                        node.step(std::span<const value_type>(grad));
                         on_step(i, s, loss, node.stats());
                     }
                     node.finish();
@@ -133,6 +131,28 @@ swarm_report run_in_process(std::vector<Model>& models, const topology& graph, P
     if (first_abort) std::rethrow_exception(first_abort);
     report.consensus_distance = consensus_distance(models);
     return report;
+}
+
+/// Trains `models[i]` on node i with `steps[i]` local steps, one thread per node, until every
+/// node has finished and the shutdown protocol completed. `on_step(node, step, loss, stats)` is
+/// called after each local step from that node's thread (print progress from node 0, say).
+/// If a node throws, the others are stopped and the first error is rethrown here.
+template <class Model, class Problem, class Quant = identity_quantizer<model_value_t<Model>>,
+          class OnStep = no_step_callback>
+swarm_report run_in_process(std::vector<Model>& models, const topology& graph, Problem& problem,
+                            std::span<const std::size_t> steps, const swarm_options& options,
+                            Quant quantizer = Quant{}, OnStep on_step = OnStep{}) {
+    detail::require<topology_error>(graph.size() == models.size(), "run_in_process: topology has ",
+                                    graph.size(), " nodes but there are ", models.size(),
+                                    " models");
+    options.validate();
+    return run_nodes_in_process(
+        models, problem, steps, options.seed,
+        [&](std::size_t /*i*/, Model& model, in_process_communicator& comm) {
+            return swarm_node<Model, in_process_communicator, Quant>(model, comm, graph, options,
+                                                                     quantizer);
+        },
+        std::move(on_step));
 }
 
 /// Same, with the same number of local steps on every node.

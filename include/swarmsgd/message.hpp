@@ -34,7 +34,16 @@ enum class message_kind : std::uint8_t {
     failure = 5,       ///< the sender could not take part; payload is a UTF-8 reason
     fixup = 6,         ///< full-precision values for ranges the partner could not decode (recovery)
     declined = 7,      ///< a crossed request the receiver does not serve (see swarm_node)
+    /// A chunk of a ring allreduce (baselines/ring_allreduce.hpp): `interaction` holds the
+    /// round in its high 32 bits and the hop in its low 32 bits.
+    collective = 8,
+    /// A node's model for a synchronous neighbourhood average (baselines/dpsgd.hpp):
+    /// `interaction` holds the round.
+    neighbour_model = 9,
 };
+
+/// The highest message_kind value a reader accepts.
+inline constexpr std::uint8_t last_message_kind = 9;
 
 /// Envelope flag: a reply carries a fallback section after its quantized payload (recovery of
 /// failed decodes, see docs/algorithm.md).
@@ -50,6 +59,8 @@ inline constexpr std::uint8_t flag_fallback = 1;
         case message_kind::failure: return "failure";
         case message_kind::fixup: return "fixup";
         case message_kind::declined: return "declined";
+        case message_kind::collective: return "collective";
+        case message_kind::neighbour_model: return "neighbour_model";
     }
     return "unknown";
 }
@@ -112,7 +123,7 @@ inline void write_envelope(std::span<std::byte> out, const envelope& e) {
                                    version, ", this build reads version ", wire_format_version));
     envelope e;
     const auto kind = detail::load<std::uint8_t>(in.data() + 6);
-    if (kind < 1 || kind > 7)
+    if (kind < 1 || kind > last_message_kind)
         throw message_error(concat("message from node ", source, " has unknown kind ", int(kind)));
     e.kind = static_cast<message_kind>(kind);
     e.flags = detail::load<std::uint8_t>(in.data() + 7);

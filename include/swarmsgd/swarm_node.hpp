@@ -34,6 +34,7 @@
 #include "quantizers/identity.hpp"
 #include "random.hpp"
 #include "sgd.hpp"
+#include "stepping_node.hpp"
 #include "swarm_options.hpp"
 #include "topology.hpp"
 
@@ -319,6 +320,22 @@ public:
             since_last_ = 0;
             due_ = options_.steps.draw(random_);
         }
+    }
+
+    /// stepping_node's step: apply_gradient(grad), then after_local_step(). Swarm SGD never
+    /// waits for a peer, so the step is complete on return and progress() is always true.
+    void begin_step(std::span<const value_type> grad) {
+        apply_gradient(grad);
+        after_local_step();
+    }
+
+    /// The blocking step the per-thread drivers call (run_nodes_in_process): begin_step.
+    void step(std::span<const value_type> grad) { begin_step(grad); }
+
+    /// stepping_node's progress: serves the inbox (poll()); always true, see begin_step.
+    bool progress() {
+        poll();
+        return true;
     }
 
     /// Starts an interaction with neighbour `peer` now. Returns false (and counts it as
@@ -746,7 +763,13 @@ private:
                                                        e.sender, " but ", quantizer_.name(),
                                                        " never fails to decode"));
                 break;
-            case message_kind::failure: peer_failed(e, payload);
+            case message_kind::failure: peer_failed(e, payload); break;
+            case message_kind::collective:
+            case message_kind::neighbour_model:
+                throw message_error(detail::concat(
+                    "node ", rank(), " got a ", to_string(e.kind), " message from node ", e.sender,
+                    ": that is a baseline algorithm's message (baselines/), not Swarm SGD's; every "
+                    "node must run the same algorithm"));
         }
         if (!message.bytes.empty()) spare_bytes_.push_back(std::move(message.bytes));
     }

@@ -20,6 +20,7 @@
 #include "random.hpp"
 #include "sgd.hpp"
 #include "simulator.hpp"
+#include "stepping_node.hpp"
 #include "swarm_node.hpp"
 #include "swarm_options.hpp"
 #include "tensor_traits.hpp"

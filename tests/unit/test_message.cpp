@@ -71,7 +71,8 @@ std::span<const std::byte> cbytes(const std::vector<std::byte>& v) { return v; }
 
 TEST_CASE("envelope write/read round trip for every kind and extreme fields") {
     for (const auto kind : {message_kind::request, message_kind::reply, message_kind::pull_request,
-                            message_kind::pull_reply, message_kind::failure}) {
+                            message_kind::pull_reply, message_kind::failure,
+                            message_kind::collective, message_kind::neighbour_model}) {
         CAPTURE(swarmsgd::to_string(kind));
         for (const std::uint32_t sender : {0u, 1u, 4095u, 0xFFFFFFFFu}) {
             const envelope e{kind, sender, 0x0123456789ABCDEFull, 13};
@@ -163,8 +164,8 @@ TEST_CASE("read_envelope errors name the source node and the numbers") {
                            [&] { (void)swarmsgd::read_envelope(cbytes(bad), 3); }),
                        "version 0"));
     }
-    SUBCASE("unknown kind 0, 8 and 9") {
-        for (const int kind : {0, 8, 9, 255}) {
+    SUBCASE("unknown kind 0, 10 and 255") {
+        for (const int kind : {0, 10, 11, 255}) {
             CAPTURE(kind);
             auto bad = valid;
             bad[6] = static_cast<std::byte>(kind);
