@@ -142,6 +142,9 @@ template <class Model, class Problem, class Quant = identity_quantizer<model_val
 swarm_report run_in_process(std::vector<Model>& models, const topology& graph, Problem& problem,
                             std::span<const std::size_t> steps, const swarm_options& options,
                             Quant quantizer = Quant{}, OnStep on_step = OnStep{}) {
+    // The generic driver checks n and the sizes; the topology is swarm_node's concern, but is
+    // checked here, after n, so that a mismatch is reported before any thread starts.
+    detail::require<invalid_argument_error>(!models.empty(), "run_in_process: no models (n = 0)");
     detail::require<topology_error>(graph.size() == models.size(), "run_in_process: topology has ",
                                     graph.size(), " nodes but there are ", models.size(),
                                     " models");
