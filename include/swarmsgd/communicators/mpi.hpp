@@ -9,7 +9,9 @@
 /// - an idle node waits with a bounded, backing-off sleep between probes, so 8 ranks on 2
 ///   cores leave the cores to the ranks that compute;
 /// - the shutdown protocol's "done" is a non-blocking barrier (MPI_Ibarrier): announce_done()
-///   enters it, all_done() tests it, while the node keeps answering requests.
+///   enters it, all_done() tests it, while the node keeps answering requests;
+/// - OPTIONAL native_allreduce capability (baselines/native_allreduce.hpp): iallreduce_sum
+///   starts an MPI_Iallreduce, which allreduce SGD and local SGD use instead of their ring.
 /// MPI_Init is not called unless you ask for it with mpi_environment.
 
 #if !__has_include(<mpi.h>)
@@ -29,8 +31,10 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <concepts>
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -155,6 +159,71 @@ private:
     std::vector<std::byte> buffer_;
 };
 
+/// A pending MPI_Iallreduce (sum) started by mpi_communicator::iallreduce_sum: owns the
+/// buffer MPI reduces in (a copy of the caller's values) and copies the result back into the
+/// caller's span when test() first sees the operation complete. Move-only.
+template <class V>
+class mpi_allreduce_request {
+public:
+    mpi_allreduce_request() = default;
+    /// Takes ownership of a started request, the buffer it reduces in and the destination of
+    /// the result.
+    mpi_allreduce_request(MPI_Request request, std::vector<V> buffer, std::span<V> target)
+        : request_(request), buffer_(std::move(buffer)), target_(target) {}
+    mpi_allreduce_request(mpi_allreduce_request&& o) noexcept
+        : request_(std::exchange(o.request_, MPI_REQUEST_NULL)),
+          buffer_(std::move(o.buffer_)),
+          target_(std::exchange(o.target_, {})) {}
+    mpi_allreduce_request& operator=(mpi_allreduce_request&& o) noexcept {
+        if (this != &o) {
+            release();
+            request_ = std::exchange(o.request_, MPI_REQUEST_NULL);
+            buffer_ = std::move(o.buffer_);
+            target_ = std::exchange(o.target_, {});
+        }
+        return *this;
+    }
+    mpi_allreduce_request(const mpi_allreduce_request&) = delete;
+    mpi_allreduce_request& operator=(const mpi_allreduce_request&) = delete;
+    /// An incomplete operation is tested for up to 2 s, then abandoned: a non-blocking
+    /// collective request may not be freed (MPI forbids MPI_Request_free on it), so its buffer
+    /// is leaked rather than freed under MPI's feet. It happens only when a rank never joins
+    /// the collective (it crashed, hung, or took fewer steps), and the job is failing anyway.
+    ~mpi_allreduce_request() { release(); }
+
+    /// Whether the allreduce completed; on the first true, the sum is copied to the target.
+    [[nodiscard]] bool test() {
+        if (request_ == MPI_REQUEST_NULL) return true;
+        int done = 0;
+        detail::mpi_check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), "MPI_Test (allreduce)");
+        if (done == 0) return false;
+        std::copy(buffer_.begin(), buffer_.end(), target_.begin());
+        return true;
+    }
+
+private:
+    void release() noexcept {
+        if (request_ == MPI_REQUEST_NULL) return;
+        try {
+            const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+            detail::backoff pause;
+            while (std::chrono::steady_clock::now() < deadline) {
+                int done = 0;
+                if (MPI_Test(&request_, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS || done != 0)
+                    return;
+                pause.pause();
+            }
+        } catch (...) {
+        }
+        new std::vector<V>(std::move(buffer_));  // deliberately leaked, see above
+        request_ = MPI_REQUEST_NULL;
+    }
+
+    MPI_Request request_ = MPI_REQUEST_NULL;
+    std::vector<V> buffer_;
+    std::span<V> target_;
+};
+
 /// One rank's endpoint; satisfies swarmsgd::communicator. Owns a duplicate of the communicator
 /// it wraps (MPI_Comm_dup is collective: every rank constructs its mpi_communicator together).
 class mpi_communicator {
@@ -257,6 +326,28 @@ public:
                                    " elements but rank 0 has ", all[0],
                                    "; every rank must train a model of the same size"));
     }
+
+    /// The native_allreduce capability (baselines/native_allreduce.hpp): starts an
+    /// MPI_Iallreduce (MPI_SUM, MPI_FLOAT or MPI_DOUBLE) of `data` on the private duplicate
+    /// communicator and returns at once. The request reduces in its own copy of `data` and
+    /// writes the sum back into `data` when its test() sees it complete, so `data` must stay
+    /// valid until then. Collective: every rank calls it in the same order with the same number
+    /// of elements (check_model_size checks the sizes at start-up).
+    template <class V>
+        requires std::same_as<V, float> || std::same_as<V, double> mpi_allreduce_request<V>
+        iallreduce_sum(std::span<V> data) {
+            detail::require<invalid_argument_error>(
+                data.size() <= static_cast<std::size_t>(INT_MAX), "mpi iallreduce: ", data.size(),
+                " elements exceed MPI's int count limit ", INT_MAX);
+            std::vector<V> buffer(data.begin(), data.end());
+            MPI_Request request = MPI_REQUEST_NULL;
+            detail::mpi_check(
+                MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), static_cast<int>(data.size()),
+                               std::same_as<V, float> ? MPI_FLOAT : MPI_DOUBLE, MPI_SUM, comm_,
+                               &request),
+                "MPI_Iallreduce");
+            return {request, std::move(buffer), data};
+        }
 
     /// Enters the non-blocking barrier of the shutdown protocol (once).
     void announce_done() {
