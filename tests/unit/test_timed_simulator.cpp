@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <set>
+#include <swarmsgd/baselines.hpp>
 #include <swarmsgd/quantizers/lattice.hpp>
 #include <swarmsgd/swarmsgd.hpp>
 #include <swarmsgd/timed_simulator.hpp>
@@ -405,4 +406,125 @@ TEST_CASE("timed simulator: budgets in steps per node, total steps and seconds")
         for (std::size_t i = 0; i < n; ++i)
             CHECK(sim.times(i).steps == (sim.slowdown(i) > 1 ? 2u : 6u));
     }
+}
+
+TEST_CASE("timed simulator: allreduce SGD costs what its ring costs; the native collective too") {
+    // The ring of messages and the network's native allreduce (charged as that ring) take the
+    // same simulated time, send the same bytes and train the same model (up to the order of the
+    // sums); with stragglers everybody waits for the slowest node every step.
+    const std::size_t n = 6, d = 42;
+    least_squares problem(n, 30, d, 3);
+    auto run = [&](bool native, double stragglers, std::vector<std::vector<double>>& models) {
+        timed_options options;
+        options.compute = {
+            .step_seconds = 0.1, .straggler_fraction = stragglers, .straggler_slowdown = 3};
+        options.network = {.latency_seconds = 0.001, .bandwidth_bytes_per_second = 1e4};
+        const auto graph = topology::complete(n);
+        allreduce_sgd_options a;
+        a.sgd.learning_rate = 0.05;
+        a.use_native_collective = native;
+        timed_simulator sim(models, problem, options,
+                            [&](std::size_t, std::vector<double>& m, timed_network::endpoint& c) {
+                                return allreduce_sgd_node(m, c, graph, a);
+                            });
+        sim.run({.steps_per_node = 20});
+        std::vector<double> out{sim.now(), sim.total_times().waiting,
+                                sim.total_times().communicating,
+                                static_cast<double>(sim.network().bytes_sent(0))};
+        return out;
+    };
+    const double ring =
+        timed_network(n, {.latency_seconds = 0.001, .bandwidth_bytes_per_second = 1e4})
+            .model()
+            .ring_allreduce_seconds(d, sizeof(double), n);
+    CHECK(ring == doctest::Approx(2 * 5 * (0.001 + (24 + 16 + 7 * 8) / 1e4)));
+    for (const double stragglers : {0.0, 1.0 / 3}) {
+        CAPTURE(stragglers);
+        std::vector<std::vector<double>> a(n, std::vector<double>(d, 0.0)), b = a;
+        const auto by_messages = run(false, stragglers, a);
+        const auto native = run(true, stragglers, b);
+        if (stragglers == 0) {
+            CHECK(by_messages[0] == doctest::Approx(20 * (0.1 + ring)).epsilon(1e-9));
+            CHECK(native[0] == doctest::Approx(by_messages[0]).epsilon(1e-9));
+            CHECK(native[1] == 0.0);
+            CHECK(by_messages[1] == 0.0);
+        } else {
+            // Nodes that join early run the first hops of the ring while the stragglers
+            // compute; the native collective starts the whole ring at the last join, so it is
+            // conservative by less than one ring per step.
+            CHECK(by_messages[0] >= 20 * 0.3 + ring);
+            CHECK(native[0] == doctest::Approx(20 * (0.3 + ring)).epsilon(1e-9));
+            CHECK(native[0] >= by_messages[0]);
+            CHECK(native[0] < by_messages[0] + 20 * ring);
+            // 2 of 6 nodes 3x slower: the 4 others wait 0.2 s per step.
+            CHECK(native[1] == doctest::Approx(4 * 20 * 0.2));
+        }
+        CHECK(native[3] == by_messages[3]);
+        for (std::size_t i = 0; i < n; ++i) {
+            CHECK(a[i] == a[0]);  // bit for bit on every node
+            CHECK(b[i] == b[0]);
+            for (std::size_t k = 0; k < d; ++k) CHECK(a[i][k] == doctest::Approx(b[i][k]));
+        }
+    }
+}
+
+TEST_CASE("timed simulator: every baseline runs, converges and is bit-reproducible") {
+    // Jitter and stragglers make the nodes' steps interleave differently every step; the same
+    // seed must still give the same models and times, and the algorithms their invariants.
+    const std::size_t n = 8, d = 6;
+    least_squares problem(n, 40, d, 17);
+    const auto graph = topology::ring(n);
+    sgd_options sgd;
+    sgd.learning_rate = 0.02;
+    timed_options options;
+    options.compute = {
+        .step_seconds = 0.01, .jitter = 0.5, .straggler_fraction = 0.25, .straggler_slowdown = 3};
+    options.network = {.latency_seconds = 0.0005,
+                       .bandwidth_bytes_per_second = 2e4,
+                       .local_seconds_per_byte = 1e-7};
+    options.wait_graph = &graph;
+    auto check = [&](const char* name, auto make) {
+        CAPTURE(name);
+        auto run = [&](std::vector<std::vector<double>>& models) {
+            timed_simulator sim(models, problem, options, make);
+            sim.run({.steps_per_node = 600});
+            std::vector<double> t{sim.now()};
+            for (std::size_t i = 0; i < n; ++i) {
+                t.push_back(sim.times(i).waiting);
+                t.push_back(sim.times(i).communicating);
+            }
+            CHECK(sim.network().in_transit() == 0);
+            CHECK(sim.total_times().waiting > 0);  // the stragglers hold the others back
+            return t;
+        };
+        std::vector<std::vector<double>> a(n, std::vector<double>(d, 0.0)), b = a;
+        const auto ta = run(a);
+        const auto tb = run(b);
+        CHECK(a == b);
+        CHECK(ta == tb);
+        const auto mean = mean_model(a);
+        double err = 0;
+        for (std::size_t k = 0; k < d; ++k)
+            err += std::pow(mean[k] - problem.optimum[Eigen::Index(k)], 2);
+        CHECK(std::sqrt(err) < 0.05);
+    };
+    check("allreduce SGD (ring)",
+          [&](std::size_t, std::vector<double>& m, timed_network::endpoint& c) {
+              allreduce_sgd_options o;
+              o.sgd = sgd;
+              o.use_native_collective = false;
+              return allreduce_sgd_node(m, c, graph, o);
+          });
+    check("local SGD (native)",
+          [&](std::size_t, std::vector<double>& m, timed_network::endpoint& c) {
+              local_sgd_options o;
+              o.sgd = sgd;
+              o.period = 4;
+              return local_sgd_node(m, c, graph, o);
+          });
+    check("D-PSGD", [&](std::size_t, std::vector<double>& m, timed_network::endpoint& c) {
+        dpsgd_options o;
+        o.sgd = sgd;
+        return dpsgd_node(m, c, graph, o);
+    });
 }

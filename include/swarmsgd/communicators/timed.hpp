@@ -13,6 +13,12 @@
 ///   message holds the single link for b / bandwidth.
 /// An uncontended message is delivered latency + b / bandwidth after it was sent, so a ring
 /// allreduce of M bytes over n nodes costs 2 (n - 1) (latency + M / (n bandwidth)).
+/// The endpoints also offer a native allreduce (the native_allreduce capability of
+/// baselines/native_allreduce.hpp): it sums the nodes' vectors at once and completes, on every
+/// node, when the ring allreduce it stands for would (2 (n - 1) hops of latency + one chunk
+/// message of the ring engine, which is what the ring of messages costs when the links carry
+/// nothing else), so a simulation of thousands of nodes need not send 2 n (n - 1) messages per
+/// step.
 /// Nothing depends on wall time; the same sends in the same order give the same deliveries.
 
 #include <chrono>
@@ -21,12 +27,16 @@
 #include <cstdint>
 #include <deque>
 #include <limits>
+#include <map>
 #include <optional>
 #include <queue>
+#include <span>
 #include <vector>
 
 #include "../communicator.hpp"
 #include "../errors.hpp"
+#include "../message.hpp"
+#include "../tensor_traits.hpp"
 
 namespace swarmsgd {
 
@@ -67,6 +77,26 @@ struct network_model {
     /// Seconds one uncontended message of `bytes` bytes takes: latency + bytes / bandwidth.
     [[nodiscard]] double message_seconds(std::size_t bytes) const noexcept {
         return latency_seconds + transmission_seconds(bytes);
+    }
+    /// Seconds a ring allreduce of `elements` values of `value_bytes` bytes over `n` nodes
+    /// takes when the links carry nothing else: 2 (n - 1) hops, each a message of the ring
+    /// engine (envelope, payload header and ceil(elements / n) values; on a shared link the n
+    /// messages of a hop follow each other).
+    [[nodiscard]] double ring_allreduce_seconds(std::size_t elements, std::size_t value_bytes,
+                                                std::size_t n) const noexcept {
+        if (n <= 1) return 0;
+        const std::size_t chunk = ring_chunk_bytes(elements, value_bytes, n);
+        const double per_hop =
+            links == link_model::shared
+                ? latency_seconds + static_cast<double>(n) * transmission_seconds(chunk)
+                : message_seconds(chunk);
+        return 2.0 * static_cast<double>(n - 1) * per_hop;
+    }
+    /// Bytes of one message of the ring allreduce engine (baselines/ring_allreduce.hpp) with
+    /// the identity quantizer: envelope, payload header, ceil(elements / n) values.
+    [[nodiscard]] static std::size_t ring_chunk_bytes(std::size_t elements, std::size_t value_bytes,
+                                                      std::size_t n) noexcept {
+        return envelope_size + payload_header_size + (elements + n - 1) / n * value_bytes;
     }
     /// Seconds `bytes` bytes hold a link: bytes / bandwidth.
     [[nodiscard]] double transmission_seconds(std::size_t bytes) const noexcept {
@@ -113,13 +143,15 @@ public:
     /// Advances the clock to the next event and runs it: a message that reaches its receiver's
     /// downlink is queued there (in the order messages reach it), a message whose reception
     /// ends goes into its receiver's inbox. Returns the receiver's rank for a delivery, nothing
-    /// otherwise. Precondition: in_transit() > 0.
+    /// otherwise (a native allreduce that completes on a node returns that node too, with
+    /// nothing in its inbox). Precondition: in_transit() > 0.
     std::optional<std::size_t> advance() {
         detail::require<invalid_argument_error>(!in_transit_.empty(),
                                                 "timed_network: nothing in transit");
         auto top = in_transit_.top();
         in_transit_.pop();
         set_now(top.due);
+        if (top.body == wake) return top.dest;  // a native allreduce completed on this node
         if (!top.delivered) {
             // The head of the message reaches the receiver's downlink now.
             const double hold = model_.transmission_seconds(bodies_[top.body].bytes.size());
@@ -133,8 +165,8 @@ public:
         ++queued_;
         return top.dest;
     }
-    /// Runs events until a message is delivered; returns its receiver's rank.
-    /// Precondition: in_transit() > 0.
+    /// Runs events until a message is delivered (or a native allreduce completes); returns the
+    /// receiver's rank. Precondition: in_transit() > 0.
     std::size_t deliver_next() {
         while (true)
             if (const auto rank = advance()) return *rank;
@@ -188,6 +220,61 @@ private:
         in_transit_.push({due, sequence_++, dest, body, shared});
     }
 
+    static constexpr std::size_t wake = std::numeric_limits<std::size_t>::max();
+
+    /// One native allreduce: the k-th call of every node.
+    struct collective {
+        std::vector<void*> data;  // each node's vector (value type checked by value_bytes)
+        std::size_t elements = 0;
+        std::size_t value_bytes = 0;
+        std::size_t joined = 0;
+        std::size_t observed = 0;  // nodes whose request saw it complete
+        double complete_at = std::numeric_limits<double>::infinity();
+    };
+
+    template <class V>
+    std::uint64_t join_allreduce(std::size_t rank, std::span<V> data) {
+        using detail::require;
+        const std::uint64_t k = next_collective_[rank]++;
+        auto& c = collectives_[k];
+        if (c.joined == 0) {
+            c.data.assign(size(), nullptr);
+            c.elements = data.size();
+            c.value_bytes = sizeof(V);
+        }
+        require<size_mismatch_error>(c.elements == data.size() && c.value_bytes == sizeof(V),
+                                     "timed native allreduce ", k, ": node ", rank, " gives ",
+                                     data.size(), " values of ", sizeof(V), " bytes, another node ",
+                                     c.elements, " values of ", c.value_bytes, " bytes");
+        c.data[rank] = data.data();
+        if (++c.joined < size()) return k;
+        // Everybody is in: sum in rank order (the same bits everywhere), then every node's
+        // request completes when the ring would have.
+        std::vector<V> sum(c.elements, V(0));
+        for (void* p : c.data) {
+            const V* x = static_cast<const V*>(p);
+            for (std::size_t e = 0; e < c.elements; ++e) sum[e] += x[e];
+        }
+        for (void* p : c.data) std::copy(sum.begin(), sum.end(), static_cast<V*>(p));
+        c.complete_at = now_ + model_.ring_allreduce_seconds(c.elements, sizeof(V), size());
+        const auto chunk = network_model::ring_chunk_bytes(c.elements, sizeof(V), size());
+        for (std::size_t r = 0; r < size(); ++r) {
+            bytes_sent_[r] += 2 * (size() - 1) * chunk;
+            uplink_free_[r] = std::max(uplink_free_[r], c.complete_at);
+            downlink_free_[r] = std::max(downlink_free_[r], c.complete_at);
+            in_transit_.push({c.complete_at, sequence_++, r, wake, true});
+        }
+        return k;
+    }
+
+    bool allreduce_complete(std::uint64_t k) {
+        const auto it = collectives_.find(k);
+        if (it == collectives_.end()) return true;  // every node saw it complete already
+        if (now_ < it->second.complete_at) return false;
+        if (++it->second.observed == size()) collectives_.erase(it);
+        return true;
+    }
+
     network_model model_;
     std::vector<std::deque<received_message>> inboxes_;
     std::vector<double> uplink_free_;    // per node (index 0 is the medium when shared)
@@ -196,6 +283,8 @@ private:
     std::priority_queue<delivery> in_transit_;
     std::vector<received_message> bodies_;  // messages in transit, by delivery::body
     std::vector<std::size_t> free_bodies_;
+    std::map<std::uint64_t, collective> collectives_;  // native allreduces not yet over
+    std::vector<std::uint64_t> next_collective_ = std::vector<std::uint64_t>(inboxes_.size(), 0);
     std::size_t queued_ = 0;
     double now_ = 0;
     std::uint64_t sequence_ = 0;
@@ -232,6 +321,33 @@ public:
     /// Never sleeps (one thread drives every node): says whether the inbox is non-empty.
     bool wait_for_message(std::chrono::nanoseconds /*timeout*/) {
         return !net_->inboxes_[rank_].empty();
+    }
+
+    /// The handle of a native allreduce (native_allreduce capability): test() is true once
+    /// the ring it stands for would be complete on this node.
+    class allreduce_request {
+    public:
+        /// Whether the result is in place (it stays true).
+        [[nodiscard]] bool test() {
+            if (!done_) done_ = net_->allreduce_complete(index_);
+            return done_;
+        }
+
+    private:
+        friend class endpoint;
+        allreduce_request(timed_network* net, std::uint64_t index) : net_(net), index_(index) {}
+        timed_network* net_;
+        std::uint64_t index_;
+        bool done_ = false;
+    };
+
+    /// Native allreduce (sum) of `data` over every node, in place; collective (every node
+    /// calls it in the same order with the same size, else size_mismatch_error). The sum is
+    /// taken in rank order once the last node called, and the request completes
+    /// ring_allreduce_seconds() later, when the simulator wakes the node.
+    template <tensor_value V>
+    allreduce_request iallreduce_sum(std::span<V> data) {
+        return allreduce_request(net_, net_->join_allreduce(rank_, data));
     }
 
     /// Counts this node as done.
