@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "mpi_scenario.hpp"
+
 using namespace swarmsgd;
 
 static_assert(native_allreduce<mpi_communicator, float>);
@@ -29,25 +31,8 @@ static_assert(stepping_node<dpsgd_node<std::vector<double>, mpi_communicator>>);
 
 namespace {
 
-int rank_of() {
-    int r = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &r);
-    return r;
-}
-int size_of() {
-    int s = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &s);
-    return s;
-}
-
-#define EXPECT(cond)                                                                         \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            std::fprintf(stderr, "rank %d: %s:%d: EXPECT(%s) failed\n", rank_of(), __FILE__, \
-                         __LINE__, #cond);                                                   \
-            ok = false;                                                                      \
-        }                                                                                    \
-    } while (0)
+using test_support::rank_of;
+using test_support::size_of;
 
 /// Node i pulls towards c_i[k] = i + k; the optimum of the sum is the mean of the c_i.
 template <class V>
@@ -301,33 +286,7 @@ bool scenario(const std::string& name) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    mpi_environment env(argc, argv);
-    const std::string name = argc > 1 ? argv[1] : "allreduce_ring";
-    const bool expect_failure = name.rfind("hang", 0) == 0 || name == "mixed";
-    int ok = 0;
-    try {
-        ok = scenario(name) ? 1 : 0;
-    } catch (const std::exception& e) {
-        std::printf("rank %d: %s: %s\n", rank_of(), expect_failure ? "reported" : "error",
-                    e.what());
-        std::fflush(stdout);
-        if (expect_failure) {
-            // MPI_Abort may tear the job down before the launcher forwards our stdout, so the
-            // report also goes to a file the CTest wrapper checks (tests/mpi/expect_report.cmake).
-            if (const char* dir = std::getenv("SWARMSGD_MPI_REPORT_DIR")) {
-                const std::string path = std::string(dir) + "/rank" + std::to_string(rank_of());
-                if (std::FILE* f = std::fopen(path.c_str(), "w")) {
-                    std::fprintf(f, "reported: %s\n", e.what());
-                    std::fclose(f);
-                }
-            }
-            MPI_Abort(MPI_COMM_WORLD, 3);
-        }
-        ok = 0;
-    }
-    int all = 0;
-    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    if (rank_of() == 0)
-        std::printf("mpi %s ranks=%d: %s\n", name.c_str(), size_of(), all ? "PASSED" : "FAILED");
-    return all ? 0 : 1;
+    return test_support::run_scenario_main(
+        argc, argv, "allreduce_ring", scenario,
+        [](const std::string& n) { return n.rfind("hang", 0) == 0 || n == "mixed"; });
 }
