@@ -7,13 +7,13 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <optional>
 #include <tuple>
 #include <vector>
 
 #include "../communicator.hpp"
+#include "../detail/inboxes.hpp"
 #include "../errors.hpp"
 #include "../random.hpp"
 
@@ -37,17 +37,18 @@ public:
     /// Current tick.
     [[nodiscard]] std::uint64_t now() const noexcept { return now_; }
     /// Messages sent but not yet taken out of an inbox.
-    [[nodiscard]] std::size_t pending() const noexcept { return in_transit_.size() + queued_; }
+    [[nodiscard]] std::size_t pending() const noexcept {
+        return in_transit_.size() + inboxes_.queued();
+    }
     /// Whether node `rank` has a message waiting in its inbox.
-    [[nodiscard]] bool has_message(std::size_t rank) const { return !inboxes_[rank].empty(); }
+    [[nodiscard]] bool has_message(std::size_t rank) const { return inboxes_.has_message(rank); }
 
     /// Advances the clock to `tick` and delivers every message due by then.
     void advance_to(std::uint64_t tick) {
         now_ = tick > now_ ? tick : now_;
         while (!in_transit_.empty() && std::get<0>(in_transit_.begin()->first) <= now_) {
             auto node = in_transit_.extract(in_transit_.begin());
-            inboxes_[node.mapped().first].push_back(std::move(node.mapped().second));
-            ++queued_;
+            inboxes_.push(node.mapped().first, std::move(node.mapped().second));
         }
     }
 
@@ -63,23 +64,20 @@ private:
             (max_delay_ > min_delay_ ? random_.uniform(max_delay_ - min_delay_ + 1) : 0);
         received_message m{source, std::move(bytes)};
         if (delay == 0) {
-            inboxes_[dest].push_back(std::move(m));
-            ++queued_;
+            inboxes_.push(dest, std::move(m));
         } else {
             in_transit_.emplace(std::tuple{now_ + delay, sequence_++},
                                 std::pair{dest, std::move(m)});
         }
     }
 
-    std::vector<std::deque<received_message>> inboxes_;
+    detail::inboxes inboxes_;
     std::map<std::tuple<std::uint64_t, std::uint64_t>, std::pair<std::size_t, received_message>>
         in_transit_;
-    std::size_t queued_ = 0;
     std::size_t min_delay_, max_delay_;
     rng random_;
     std::uint64_t now_ = 0;
     std::uint64_t sequence_ = 0;
-    std::size_t done_ = 0;
 };
 
 /// One node's view of a simulated_network; satisfies swarmsgd::communicator.
@@ -99,24 +97,17 @@ public:
     }
 
     /// Takes the oldest delivered message, if any.
-    std::optional<received_message> try_receive() {
-        auto& box = net_->inboxes_[rank_];
-        if (box.empty()) return std::nullopt;
-        received_message m = std::move(box.front());
-        box.pop_front();
-        --net_->queued_;
-        return m;
-    }
+    std::optional<received_message> try_receive() { return net_->inboxes_.pop(rank_); }
 
     /// Never sleeps (one thread drives every node): says whether the inbox is non-empty.
     bool wait_for_message(std::chrono::nanoseconds /*timeout*/) {
-        return !net_->inboxes_[rank_].empty();
+        return net_->inboxes_.has_message(rank_);
     }
 
-    /// Counts this node as done.
-    void announce_done() { ++net_->done_; }
+    /// Counts this node as done (once).
+    void announce_done() { net_->inboxes_.announce_done(rank_); }
     /// True once every node has announced.
-    [[nodiscard]] bool all_done() const noexcept { return net_->done_ == net_->size(); }
+    [[nodiscard]] bool all_done() const noexcept { return net_->inboxes_.all_done(); }
 
 private:
     friend class simulated_network;

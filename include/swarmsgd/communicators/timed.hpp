@@ -25,7 +25,6 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <limits>
 #include <map>
 #include <optional>
@@ -34,6 +33,7 @@
 #include <vector>
 
 #include "../communicator.hpp"
+#include "../detail/inboxes.hpp"
 #include "../errors.hpp"
 #include "../message.hpp"
 #include "../tensor_traits.hpp"
@@ -133,7 +133,7 @@ public:
     /// Messages sent and not yet delivered into an inbox.
     [[nodiscard]] std::size_t in_transit() const noexcept { return in_transit_.size(); }
     /// Messages delivered and not yet taken out of an inbox.
-    [[nodiscard]] std::size_t queued() const noexcept { return queued_; }
+    [[nodiscard]] std::size_t queued() const noexcept { return inboxes_.queued(); }
     /// Time of the network's next event (infinity when nothing is in transit): a message
     /// reaching its receiver's link, or a message delivered into its receiver's inbox.
     [[nodiscard]] double next_event() const noexcept {
@@ -160,9 +160,8 @@ public:
             in_transit_.push({start + hold, sequence_++, top.dest, top.body, true});
             return std::nullopt;
         }
-        inboxes_[top.dest].push_back(std::move(bodies_[top.body]));
+        inboxes_.push(top.dest, std::move(bodies_[top.body]));
         free_bodies_.push_back(top.body);
-        ++queued_;
         return top.dest;
     }
     /// Runs events until a message is delivered (or a native allreduce completes); returns the
@@ -172,7 +171,7 @@ public:
             if (const auto rank = advance()) return *rank;
     }
     /// Whether node `rank` has a delivered message waiting.
-    [[nodiscard]] bool has_message(std::size_t rank) const { return !inboxes_.at(rank).empty(); }
+    [[nodiscard]] bool has_message(std::size_t rank) const { return inboxes_.has_message(rank); }
     /// Bytes node `rank` has sent.
     [[nodiscard]] std::uint64_t bytes_sent(std::size_t rank) const { return bytes_sent_.at(rank); }
 
@@ -276,7 +275,7 @@ private:
     }
 
     network_model model_;
-    std::vector<std::deque<received_message>> inboxes_;
+    detail::inboxes inboxes_;
     std::vector<double> uplink_free_;    // per node (index 0 is the medium when shared)
     std::vector<double> downlink_free_;  // per node (unused when shared)
     std::vector<std::uint64_t> bytes_sent_;
@@ -285,10 +284,8 @@ private:
     std::vector<std::size_t> free_bodies_;
     std::map<std::uint64_t, collective> collectives_;  // native allreduces not yet over
     std::vector<std::uint64_t> next_collective_ = std::vector<std::uint64_t>(inboxes_.size(), 0);
-    std::size_t queued_ = 0;
     double now_ = 0;
     std::uint64_t sequence_ = 0;
-    std::size_t done_ = 0;
 };
 
 /// One node's view of a timed_network; satisfies swarmsgd::communicator.
@@ -309,18 +306,11 @@ public:
     }
 
     /// Takes the oldest delivered message, if any.
-    std::optional<received_message> try_receive() {
-        auto& box = net_->inboxes_[rank_];
-        if (box.empty()) return std::nullopt;
-        received_message m = std::move(box.front());
-        box.pop_front();
-        --net_->queued_;
-        return m;
-    }
+    std::optional<received_message> try_receive() { return net_->inboxes_.pop(rank_); }
 
     /// Never sleeps (one thread drives every node): says whether the inbox is non-empty.
     bool wait_for_message(std::chrono::nanoseconds /*timeout*/) {
-        return !net_->inboxes_[rank_].empty();
+        return net_->inboxes_.has_message(rank_);
     }
 
     /// The handle of a native allreduce (native_allreduce capability): test() is true once
@@ -350,20 +340,16 @@ public:
         return allreduce_request(net_, net_->join_allreduce(rank_, data));
     }
 
-    /// Counts this node as done.
-    void announce_done() {
-        if (!announced_) ++net_->done_;
-        announced_ = true;
-    }
+    /// Counts this node as done (once).
+    void announce_done() { net_->inboxes_.announce_done(rank_); }
     /// True once every node has announced.
-    [[nodiscard]] bool all_done() const noexcept { return net_->done_ == net_->size(); }
+    [[nodiscard]] bool all_done() const noexcept { return net_->inboxes_.all_done(); }
 
 private:
     friend class timed_network;
     endpoint(timed_network* net, std::size_t rank) : net_(net), rank_(rank) {}
     timed_network* net_;
     std::size_t rank_;
-    bool announced_ = false;
 };
 
 inline timed_network::endpoint timed_network::endpoint_for(std::size_t rank) {
