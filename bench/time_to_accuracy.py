@@ -192,6 +192,23 @@ def report(a, rows, tuned, nodes, ratios, stragglers, algorithms):
     out.append("|---|" + "---:|" * len(nodes))
     for alg in algorithms:
         out.append(f"| {alg} | " + " | ".join(tuned.get((n, alg), "-") for n in nodes) + " |")
+    out.append("\n### Epochs to the target, ratio 1, no stragglers\n")
+    out.append("Epochs (passes over the data by all nodes) until the mean model reached the "
+               "target; final accuracy at the end of the budget.\n")
+    out.append("| algorithm | " + " | ".join(f"n={n}" for n in nodes) + " |")
+    out.append("|---|" + "---|" * len(nodes))
+    for alg in algorithms:
+        cells = []
+        for n in nodes:
+            row = by.get((n, "1", "0", alg))
+            if row is None:
+                cells.append("")
+            elif math.isinf(seconds(row)):
+                cells.append(f"not reached; {float(row['final_acc']) * 100:.2f}%")
+            else:
+                cells.append(f"{float(row['epochs_to_target']):.2f}; "
+                             f"{float(row['final_acc']) * 100:.2f}%")
+        out.append(f"| {alg} | " + " | ".join(cells) + " |")
     for r, s in itertools.product(ratios, stragglers):
         out.append(f"\n### ratio {r}, stragglers {float(s) * 100:.0f}%\n")
         out.append("Simulated seconds to the target (speedup over allreduce SGD); "
@@ -227,8 +244,10 @@ def report(a, rows, tuned, nodes, ratios, stragglers, algorithms):
         if not os.path.exists(csv):
             continue
         png = os.path.join(a.out, f"accuracy_n{n}_r{r}_s{s}.png")
+        # Eight colours, then the same colours dashed: every algorithm its own line.
         lines = [f"'{csv}' using (strcol(1) eq '{alg}' ? $6 : 1/0):($7*100) with lines "
-                 f"lw 2 title '{alg}'" for alg in algorithms]
+                 f"lw 2 lc {k % 8 + 1} dt {k // 8 + 1} title '{alg}'"
+                 for k, alg in enumerate(algorithms)]
         plots.append(
             f"set output '{png}'\nset title 'n = {n}, ratio {r}, stragglers {s}'\n"
             f"set xlabel 'simulated seconds'\nset ylabel 'test accuracy of the mean model (%)'\n"
@@ -250,8 +269,8 @@ def report(a, rows, tuned, nodes, ratios, stragglers, algorithms):
         for what, col, label in (("speedup", 0, "speedup over allreduce SGD (time to target)"),
                                  ("sync_share", 1, "share of time synchronizing")):
             png = os.path.join(a.out, f"{what}_vs_n_r{r}_s{s}.png")
-            lines = [f"'{data}' using 1:{2 + 2 * k + col} with linespoints lw 2 title '{alg}'"
-                     for k, alg in enumerate(algorithms)]
+            lines = [f"'{data}' using 1:{2 + 2 * k + col} with linespoints lw 2 lc {k % 8 + 1} "
+                     f"dt {k // 8 + 1} title '{alg}'" for k, alg in enumerate(algorithms)]
             plots.append(
                 f"set output '{png}'\nset title '{label}, ratio {r}, stragglers {s}'\n"
                 f"set xlabel 'nodes'\nset ylabel '{label}'\nset logscale x 2\nset key outside\n"
