@@ -4,7 +4,10 @@
 
 #include <swarmsgd/communicators/simulated.hpp>
 #include <swarmsgd/message.hpp>
+#include <swarmsgd/model.hpp>
+#include <swarmsgd/quantizers/identity.hpp>
 #include <swarmsgd/random.hpp>
+#include <swarmsgd/topology.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -15,6 +18,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace test_support::baselines {
@@ -35,6 +39,31 @@ struct sim_world {
     swarmsgd::simulated_network net;
     std::deque<swarmsgd::simulated_network::endpoint> endpoints;
     std::vector<std::size_t> order;
+};
+
+/// n nodes of one baseline over a sim_world: node i is NodeT<Model, endpoint, Quant>(models[i],
+/// endpoint i, graph, options, quantizer). Without a graph, the complete graph on n nodes
+/// (the allreduce-based nodes only use it for n).
+template <template <class, class, class> class NodeT, class Model, class Options,
+          class Quant = swarmsgd::identity_quantizer<swarmsgd::model_value_t<Model>>>
+struct node_fixture {
+    using node = NodeT<Model, swarmsgd::simulated_network::endpoint, Quant>;
+    node_fixture(swarmsgd::topology g, std::vector<Model> initial, const Options& o,
+                 std::size_t max_delay = 2, std::uint64_t seed = 1, Quant q = Quant{})
+        : world(initial.size(), max_delay, seed), graph(std::move(g)), models(std::move(initial)) {
+        for (std::size_t i = 0; i < models.size(); ++i)
+            nodes.emplace_back(models[i], world.endpoints[i], graph, o, q);
+    }
+    node_fixture(std::vector<Model> initial, const Options& o, std::size_t max_delay = 2,
+                 std::uint64_t seed = 1, Quant q = Quant{})
+        // `initial` is copied, not moved: the order in which the arguments are evaluated is
+        // unspecified, and complete() needs its size.
+        : node_fixture(swarmsgd::topology::complete(initial.size()), initial, o, max_delay, seed,
+                       std::move(q)) {}
+    sim_world world;
+    swarmsgd::topology graph;
+    std::vector<Model> models;
+    std::vector<node> nodes;
 };
 
 /// Calls progress() on every node (in an order shuffled every tick when `r` is given) until

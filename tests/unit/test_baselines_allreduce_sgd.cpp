@@ -39,21 +39,7 @@ static_assert(
 namespace {
 
 template <class Model, class Quant = identity_quantizer<model_value_t<Model>>>
-struct fixture {
-    using node = allreduce_sgd_node<Model, endpoint, Quant>;
-    fixture(std::vector<Model> initial, const allreduce_sgd_options& o, std::size_t max_delay = 2,
-            std::uint64_t seed = 1, Quant q = Quant{})
-        : world(initial.size(), max_delay, seed),
-          graph(topology::complete(initial.size())),
-          models(std::move(initial)) {
-        for (std::size_t i = 0; i < models.size(); ++i)
-            nodes.emplace_back(models[i], world.endpoints[i], graph, o, q);
-    }
-    sim_world world;
-    topology graph;
-    std::vector<Model> models;
-    std::vector<node> nodes;
-};
+using fixture = node_fixture<allreduce_sgd_node, Model, allreduce_sgd_options, Quant>;
 
 /// Runs `steps` steps of the least-squares problem; every node's gradient from its own shard.
 template <class F, class Problem>

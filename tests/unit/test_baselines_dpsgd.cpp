@@ -35,19 +35,7 @@ static_assert(std::is_move_constructible_v<dpsgd_node<std::vector<float>, endpoi
 namespace {
 
 template <class Model, class Quant = identity_quantizer<model_value_t<Model>>>
-struct fixture {
-    using node = dpsgd_node<Model, endpoint, Quant>;
-    fixture(topology g, std::vector<Model> initial, const dpsgd_options& o,
-            std::size_t max_delay = 2, std::uint64_t seed = 1, Quant q = Quant{})
-        : world(initial.size(), max_delay, seed), graph(std::move(g)), models(std::move(initial)) {
-        for (std::size_t i = 0; i < models.size(); ++i)
-            nodes.emplace_back(models[i], world.endpoints[i], graph, o, q);
-    }
-    sim_world world;
-    topology graph;
-    std::vector<Model> models;
-    std::vector<node> nodes;
-};
+using fixture = node_fixture<dpsgd_node, Model, dpsgd_options, Quant>;
 
 std::vector<std::vector<double>> random_models(std::size_t n, std::size_t d, std::uint64_t seed) {
     rng r(seed);

@@ -33,21 +33,7 @@ static_assert(std::is_move_constructible_v<local_sgd_node<std::vector<float>, en
 namespace {
 
 template <class Model, class Quant = identity_quantizer<model_value_t<Model>>>
-struct fixture {
-    using node = local_sgd_node<Model, endpoint, Quant>;
-    fixture(std::vector<Model> initial, const local_sgd_options& o, std::size_t max_delay = 2,
-            std::uint64_t seed = 1, Quant q = Quant{})
-        : world(initial.size(), max_delay, seed),
-          graph(topology::complete(initial.size())),
-          models(std::move(initial)) {
-        for (std::size_t i = 0; i < models.size(); ++i)
-            nodes.emplace_back(models[i], world.endpoints[i], graph, o, q);
-    }
-    sim_world world;
-    topology graph;
-    std::vector<Model> models;
-    std::vector<node> nodes;
-};
+using fixture = node_fixture<local_sgd_node, Model, local_sgd_options, Quant>;
 
 std::vector<std::vector<double>> spread(std::size_t n, std::size_t d) {
     std::vector<std::vector<double>> m(n, std::vector<double>(d));
