@@ -411,6 +411,9 @@ double ring_chunk_bytes(std::size_t elements, std::size_t n) {
 
 int main(int argc, char** argv) try {
     const options o = parse(argc, argv);
+    // One thread drives every node: no parallel products inside a node (with OpenMP, Eigen's
+    // worker threads would spin against the other processes of a sweep).
+    Eigen::setNbThreads(1);
     std::vector<algorithm_spec> specs;
     specs.push_back(parse_algorithm("allreduce"));  // the baseline of every invocation
     for (const auto& a : o.algorithms)
