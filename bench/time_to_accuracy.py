@@ -178,8 +178,12 @@ def main():
         report(a, rows, tuned, nodes, ratios, stragglers, ["allreduce"] + algorithms)
 
 
-def fmt(v, digits=2):
-    return "-" if v is None or (isinstance(v, float) and math.isinf(v)) else f"{v:.{digits}f}"
+def table(out, nodes, algorithms, cell, align="---|"):
+    """A markdown table, one row per algorithm, one column per n: cell(alg, n) -> text."""
+    out.append("| algorithm | " + " | ".join(f"n={n}" for n in nodes) + " |")
+    out.append("|---|" + align * len(nodes))
+    for alg in algorithms:
+        out.append(f"| {alg} | " + " | ".join(cell(alg, n) for n in nodes) + " |")
 
 
 def report(a, rows, tuned, nodes, ratios, stragglers, algorithms):
@@ -188,49 +192,41 @@ def report(a, rows, tuned, nodes, ratios, stragglers, algorithms):
     out.append(f"Targets (test accuracy of the mean model) per n: {a.targets}; epochs per n: "
                f"{a.epochs}; tuning budget: learning rates {a.lrs} for every algorithm.\n")
     out.append("### Tuned learning rates\n")
-    out.append("| algorithm | " + " | ".join(f"n={n}" for n in nodes) + " |")
-    out.append("|---|" + "---:|" * len(nodes))
-    for alg in algorithms:
-        out.append(f"| {alg} | " + " | ".join(tuned.get((n, alg), "-") for n in nodes) + " |")
+    table(out, nodes, algorithms, lambda alg, n: tuned.get((n, alg), "-"), "---:|")
+
+    def epochs_cell(alg, n):
+        row = by.get((n, "1", "0", alg))
+        if row is None:
+            return ""
+        acc = f"{float(row['final_acc']) * 100:.2f}%"
+        if math.isinf(seconds(row)):
+            return f"not reached; {acc}"
+        return f"{float(row['epochs_to_target']):.2f}; {acc}"
+
     out.append("\n### Epochs to the target, ratio 1, no stragglers\n")
     out.append("Epochs (passes over the data by all nodes) until the mean model reached the "
                "target; final accuracy at the end of the budget.\n")
-    out.append("| algorithm | " + " | ".join(f"n={n}" for n in nodes) + " |")
-    out.append("|---|" + "---|" * len(nodes))
-    for alg in algorithms:
-        cells = []
-        for n in nodes:
-            row = by.get((n, "1", "0", alg))
+    table(out, nodes, algorithms, epochs_cell)
+
+    def sweep_cell(r, s):
+        def cell(alg, n):
+            row = by.get((n, r, s, alg))
             if row is None:
-                cells.append("")
-            elif math.isinf(seconds(row)):
-                cells.append(f"not reached; {float(row['final_acc']) * 100:.2f}%")
-            else:
-                cells.append(f"{float(row['epochs_to_target']):.2f}; "
-                             f"{float(row['final_acc']) * 100:.2f}%")
-        out.append(f"| {alg} | " + " | ".join(cells) + " |")
+                return ""
+            t = seconds(row)
+            sp = row["speedup_vs_allreduce"]
+            text = "not reached" if math.isinf(t) else f"{t:.1f} s"
+            if sp != "none" and alg != "allreduce":
+                text += f" ({float(sp):.2f}x)"
+            return (text + f"; {float(row['sync_share']) * 100:.1f}%; "
+                    f"{float(row['final_acc']) * 100:.2f}%")
+        return cell
+
     for r, s in itertools.product(ratios, stragglers):
         out.append(f"\n### ratio {r}, stragglers {float(s) * 100:.0f}%\n")
         out.append("Simulated seconds to the target (speedup over allreduce SGD); "
                    "sync share; final accuracy.\n")
-        out.append("| algorithm | " + " | ".join(f"n={n}" for n in nodes) + " |")
-        out.append("|---|" + "---|" * len(nodes))
-        for alg in algorithms:
-            cells = []
-            for n in nodes:
-                row = by.get((n, r, s, alg))
-                if row is None:
-                    cells.append("")
-                    continue
-                t = seconds(row)
-                sp = row["speedup_vs_allreduce"]
-                cell = "not reached" if math.isinf(t) else f"{t:.1f} s"
-                if sp != "none" and alg != "allreduce":
-                    cell += f" ({float(sp):.2f}x)"
-                cell += f"; {float(row['sync_share']) * 100:.1f}%; " \
-                        f"{float(row['final_acc']) * 100:.2f}%"
-                cells.append(cell)
-            out.append(f"| {alg} | " + " | ".join(cells) + " |")
+        table(out, nodes, algorithms, sweep_cell(r, s))
     with open(os.path.join(a.out, "tables.md"), "w") as f:
         f.write("\n".join(out) + "\n")
 

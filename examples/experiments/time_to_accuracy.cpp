@@ -401,12 +401,6 @@ result run_algorithm(const environment& env, const algorithm_spec& spec, double 
                });
 }
 
-/// The bytes of one ring-allreduce chunk message of a model of `elements` floats over n nodes.
-double ring_chunk_bytes(std::size_t elements, std::size_t n) {
-    return static_cast<double>(
-        swarmsgd::network_model::ring_chunk_bytes(elements, sizeof(float), n));
-}
-
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -494,7 +488,10 @@ int main(int argc, char** argv) try {
                   " is below the latency alone: " + std::to_string(hops) + " hops x " +
                   std::to_string(o.latency) + " s >= ratio x step_seconds; lower --latency");
         network.bandwidth_bytes_per_second =
-            hops * ring_chunk_bytes(work.initial.size(), n) / transfer;
+            hops *
+            static_cast<double>(
+                swarmsgd::network_model::ring_chunk_bytes(work.initial.size(), sizeof(float), n)) /
+            transfer;
     }
     std::printf(
         "time_to_accuracy: %s (%zu parameters, %.1f KiB fp32), Fashion-MNIST (%zu train), n = "

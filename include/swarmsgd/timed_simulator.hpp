@@ -289,10 +289,10 @@ private:
     enum class node_phase : std::uint8_t { idle, computing, blocked };
     struct node_state {
         node_phase phase = node_phase::idle;
-        double step_begin = 0;  // when the current step's exchange began (blocked steps)
-        double free_at = 0;     // the node is busy handling messages until then
+        double free_at = 0;  // the node is busy handling messages until then
         std::uint64_t started = 0;
-        /// When the node began its exchange for step k, for the last few k (k % 4).
+        /// When the node began its exchange for step k (the end of its compute), for the last
+        /// few k (k % 4); the current step's is began[steps % 4].
         std::array<double, 4> began{};
     };
     struct compute_event {
@@ -346,7 +346,6 @@ private:
         auto& s = state_[i];
         last_loss_[i] = problem_->gradient(i, static_cast<const Model&>((*models_)[i]),
                                            std::span<value_type>(gradient_), data_random_[i]);
-        s.step_begin = now_;
         s.began[times_[i].steps % 4] = now_;
         const auto before = handled_bytes(i);
         nodes_[i].begin_step(std::span<const value_type>(gradient_));
@@ -373,10 +372,11 @@ private:
         auto& t = times_[i];
         const double end = std::max(now_, s.free_at);
         s.free_at = end;
-        const double blocked = now_ - s.step_begin;  // local handling is charged already
+        const double began = s.began[t.steps % 4];
+        const double blocked = now_ - began;  // local handling is charged already
         if (blocked > 0) {
             const double last_begin = latest_begin(i, t.steps);
-            const double waiting = std::clamp(last_begin - s.step_begin, 0.0, blocked);
+            const double waiting = std::clamp(last_begin - began, 0.0, blocked);
             t.waiting += waiting;
             t.communicating += blocked - waiting;
         }
