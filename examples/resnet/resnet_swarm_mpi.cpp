@@ -1,13 +1,20 @@
 // resnet_swarm with one Swarm SGD node per MPI rank (any MPI library):
 //   mpiexec -n 4 ./resnet_swarm_mpi [--dataset fashion-mnist|cifar10|cifar100] [--epochs 1] ...
 // (Open MPI as root: add --allow-run-as-root; more ranks than cores: --oversubscribe.)
-// Same options as resnet_swarm except --nodes: the swarm has one node per rank.
+// Same options as resnet_swarm except --nodes: the swarm has one node per rank. Under MPI only:
+// --algorithm allreduce|local runs a baseline of <swarmsgd/baselines.hpp> instead (allreduce
+// SGD, local SGD with --period H) on the same data, model and schedule, and --export-plan DIR
+// writes what every rank would train on for bench/ddp_resnet20.py (PyTorch DDP) and exits.
+// At the end every rank's time is split into computing (gradients and optimizer), communicating
+// (inside the node's calls) and waiting (blocked until a collective completes):
+//   rank_times rank=<r> compute=<s> communicate=<s> wait=<s> wall=<s> steps=<n>
 //
 // Per-epoch evaluation without a global round: when a rank ends an epoch it starts a
 // NON-BLOCKING reduction (MPI_Ireduce) of its model and counters to rank 0 and goes on
 // training, testing the request after each step. The reduction completes once every rank has
 // reached that epoch; rank 0 then hands the sum to an evaluator thread (mean model, Gamma,
 // test accuracy of the mean and of rank 0's own snapshot), which makes no MPI call.
+#include <swarmsgd/baselines.hpp>
 #include <swarmsgd/communicators/mpi.hpp>
 #include <swarmsgd/swarmsgd.hpp>
 
@@ -18,6 +25,7 @@
 #include <exception>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -25,6 +33,7 @@
 #include "train/epoch_record.hpp"
 #include "train/evaluation.hpp"
 #include "train/options.hpp"
+#include "train/plan_export.hpp"
 #include "train/plot.hpp"
 #include "train/progress_bar.hpp"
 #include "train/quantizer_choice.hpp"
@@ -49,6 +58,7 @@ enum counter : std::size_t {
 // One epoch's reduction in flight.
 struct pending_epoch {
     std::size_t index = 0;
+    double reached = 0;  // when this rank reached the boundary (seconds since the start)
     std::vector<double> send, receive;  // model elements, then the counters
     std::vector<float> own;             // rank 0: its own snapshot
     MPI_Request request = MPI_REQUEST_NULL;
@@ -76,6 +86,86 @@ rn::epoch_record record_of(const pending_epoch& p, std::size_t params, double n,
     return r;
 }
 
+// Where one rank's time goes (its rank_times line).
+struct time_split {
+    double compute = 0;      // gradients (forward, backward) and the optimizer's steps
+    double communicate = 0;  // inside the node's calls, less the optimizer steps they take
+    double wait = 0;         // blocked until a collective completes, less the optimizer steps
+};
+
+double seconds_between(std::chrono::steady_clock::time_point a,
+                       std::chrono::steady_clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+}
+
+// One local step's exchange: begin_step, then for the synchronous baselines complete_step,
+// timed apart; the optimizer's own time inside them counts as computing.
+template <class Node>
+void exchange(Node& node, std::span<const float> grad, time_split& t) {
+    const double optimizer_before = node.stats().seconds_optimizer;
+    const auto t0 = std::chrono::steady_clock::now();
+    node.begin_step(grad);
+    auto t1 = std::chrono::steady_clock::now();
+    double optimizer = node.stats().seconds_optimizer;
+    t.communicate += seconds_between(t0, t1) - (optimizer - optimizer_before);
+    if constexpr (requires { node.complete_step(); }) {
+        node.complete_step();
+        const auto t2 = std::chrono::steady_clock::now();
+        const double after = node.stats().seconds_optimizer;
+        t.wait += seconds_between(t1, t2) - (after - optimizer);
+        optimizer = after;
+    }
+    t.compute += optimizer - optimizer_before;
+}
+
+// Builds the node of --algorithm over `model` and calls body(node): swarm_node, or a baseline
+// with the same optimizer, schedule and timeouts. The baselines put the quantizer on the ring's
+// wire (identity: the native MPI_Iallreduce).
+template <class Quant, class Body>
+int with_node(const rn::run_options& o, std::vector<float>& model, swarmsgd::mpi_communicator& comm,
+              const swarmsgd::topology& graph, const swarmsgd::swarm_options& options,
+              Quant quantizer, Body body) {
+    if (o.algorithm == "swarm") {
+        swarmsgd::swarm_node node(model, comm, graph, options, std::move(quantizer));
+        return body(node);
+    }
+    auto common = [&](auto& b) {
+        b.sgd = options.sgd;
+        b.seed = o.seed;
+        b.timeout = options.reply_timeout;
+        b.shutdown_timeout = options.shutdown_timeout;
+    };
+    if (o.algorithm == "allreduce") {
+        swarmsgd::allreduce_sgd_options a;
+        common(a);
+        swarmsgd::allreduce_sgd_node node(model, comm, graph, a, std::move(quantizer));
+        return body(node);
+    }
+    swarmsgd::local_sgd_options l;
+    common(l);
+    l.period = o.period;
+    swarmsgd::local_sgd_node node(model, comm, graph, l, std::move(quantizer));
+    return body(node);
+}
+
+// "Swarm SGD on ring, nonblocking averaging, H = 2, quantizer lattice8" and the like.
+template <class Node>
+std::string describe(const rn::run_options& o, const Node& node,
+                     const swarmsgd::swarm_options& options, const swarmsgd::topology& graph) {
+    using swarmsgd::detail::concat;
+    if constexpr (requires { node.engine(); }) {
+        const std::string wire = node.engine().native()
+                                     ? std::string("MPI_Iallreduce")
+                                     : concat("a ring with quantizer ", o.quantizer);
+        if (o.algorithm == "allreduce")
+            return concat("allreduce SGD (the mean gradient every step, over ", wire, ")");
+        return concat("local SGD (the mean model every ", o.period, " steps, over ", wire, ")");
+    } else {
+        return concat("Swarm SGD on ", graph.name(), ", ", o.mode,
+                      " averaging, H = ", options.steps.describe(), ", quantizer ", o.quantizer);
+    }
+}
+
 template <class Quant>
 int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quantizer) {
     const std::size_t rank = comm.rank(), n = comm.size();
@@ -96,182 +186,226 @@ int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quan
     std::vector<float> model(trainer.net.parameter_count()), grad(model.size());
     trainer.net.initialize(model, o.seed);  // the same start on every rank
     const std::size_t params = model.size();
-    if (root)
-        std::printf(
-            "Swarm SGD: %zu MPI ranks on %s, %s averaging, H = %s, quantizer %s\n"
-            "ResNet-%d (width %d, %zu parameters) on %s: %zu training images, %zu test images; "
-            "batch %d per rank, lr %g (%s), %g epochs = %zu local steps per rank\n",
-            n, graph.name().c_str(), o.mode.c_str(), options.steps.describe().c_str(),
-            o.quantizer.c_str(), config.depth, config.base_width, params, d.train.name.c_str(),
-            d.train.count(), d.test.count(), o.batch, o.lr, o.schedule.c_str(), o.epochs,
-            plan.steps_per_node);
-
-    std::unique_ptr<rn::epoch_csv> csv;
-    std::unique_ptr<rn::progress_bar> bar;
-    if (root) {
-        csv = std::make_unique<rn::epoch_csv>(o.csv);
-        bar = std::make_unique<rn::progress_bar>();
+    if (!o.export_plan.empty()) {
+        rn::export_plan(o, d, config, plan, rank, n, model, trainer.net.trainable_count());
+        MPI_Barrier(MPI_COMM_WORLD);
+        if (root)
+            std::printf("Plan of %zu ranks x %zu steps of batch %d written to %s\n", n,
+                        plan.steps_per_node, o.batch,
+                        std::filesystem::absolute(o.export_plan).c_str());
+        return 0;
     }
-    std::vector<rn::epoch_record> records;
-    constexpr int eval_chunk = 100;
-    auto publish = [&](const rn::epoch_record& r) {
-        records.push_back(r);
-        csv->append(r);
-        bar->print_line(rn::describe(r));
-    };
-    // Rank 0's evaluator thread; each set it gets holds the reduced mean (models[0]) and rank
-    // 0's own snapshot (models[1]), the rest of the record is in partial[index].
-    std::unique_ptr<rn::resnet> eval_net;
-    std::vector<rn::epoch_record> partial(plan.boundaries.size());
-    rn::epoch_monitor evaluator(1, {}, [&](rn::epoch_snapshot& s) {
-        if (!eval_net) eval_net = std::make_unique<rn::resnet>(config, eval_chunk);
-        rn::epoch_record r = partial[s.index];
-        const double count = static_cast<double>(d.test.count());
-        r.acc_mean = static_cast<double>(rn::count_correct(*eval_net, s.models[0], d.test, d.norm,
-                                                           0, d.test.count(), eval_chunk)) /
-                     count;
-        r.acc_node0 = static_cast<double>(rn::count_correct(*eval_net, s.models[1], d.test, d.norm,
-                                                            0, d.test.count(), eval_chunk)) /
-                      count;
-        publish(r);
-    });
+    return with_node(o, model, comm, graph, options, std::move(quantizer), [&](auto& node) {
+        if (root)
+            std::printf(
+                "%s: %zu MPI ranks\n"
+                "ResNet-%d (width %d, %zu parameters) on %s: %zu training images, %zu test images; "
+                "batch %d per rank, lr %g (%s), %g epochs = %zu local steps per rank\n",
+                describe(o, node, options, graph).c_str(), n, config.depth, config.base_width,
+                params, d.train.name.c_str(), d.train.count(), d.test.count(), o.batch, o.lr,
+                o.schedule.c_str(), o.epochs, plan.steps_per_node);
 
-    swarmsgd::swarm_node node(model, comm, graph, options, std::move(quantizer));
-    swarmsgd::rng data(o.seed, n + rank);  // as run_in_process: stream n + i
-    std::deque<pending_epoch> pending;
-    double loss_sum = 0, loss_count = 0, averaging_at = 0, time_at = 0, recent = -1;
-    const auto start = std::chrono::steady_clock::now();
-    auto seconds = [&] {
-        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    };
-    auto collect = [&](bool wait) {
-        while (!pending.empty()) {
-            int done = 0;
-            if (wait)
-                MPI_Wait(&pending.front().request, MPI_STATUS_IGNORE), done = 1;
-            else
-                MPI_Test(&pending.front().request, &done, MPI_STATUS_IGNORE);
-            if (!done) return;
-            if (root) {
-                pending_epoch& p = pending.front();
-                rn::epoch_snapshot set;
-                set.index = p.index;
-                set.models.resize(2);
-                partial[p.index] =
-                    record_of(p, params, static_cast<double>(n), plan, seconds(), set.models[0]);
-                set.models[1] = std::move(p.own);
-                evaluator.submit(std::move(set));
-            }
-            pending.pop_front();
-        }
-    };
-    for (std::size_t s = 0; s < plan.steps_per_node; ++s) {
-        const double loss = trainer.step(model, grad, data);
-        node.apply_gradient(grad);
-        node.after_local_step();
-        loss_sum += loss;
-        loss_count += 1;
-        recent = recent < 0 ? loss : 0.9 * recent + 0.1 * loss;
-        for (std::size_t k = 0; k + 1 < plan.boundaries.size(); ++k) {
-            if (s + 1 != plan.boundaries[k]) continue;
-            const double now = seconds();
-            pending_epoch p;
-            p.index = k;
-            p.send.resize(params + c_count);
-            double norm = 0;
-            for (std::size_t e = 0; e < params; ++e) {
-                p.send[e] = model[e];
-                norm += static_cast<double>(model[e]) * model[e];
-            }
-            double* c = p.send.data() + params;
-            c[c_squared_norm] = norm;
-            c[c_loss_sum] = loss_sum;
-            c[c_loss_count] = loss_count;
-            c[c_bytes] = static_cast<double>(node.stats().bytes_sent);
-            c[c_averaging] = node.stats().seconds_averaging - averaging_at;
-            c[c_seconds] = now - time_at;
-            loss_sum = loss_count = 0;
-            averaging_at = node.stats().seconds_averaging;
-            time_at = now;
-            if (root) {
-                p.receive.resize(p.send.size());
-                p.own = model;
-            }
-            pending.push_back(std::move(p));
-            pending_epoch& q = pending.back();
-            MPI_Ireduce(q.send.data(), root ? q.receive.data() : nullptr,
-                        static_cast<int>(q.send.size()), MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD,
-                        &q.request);
-        }
-        collect(false);
+        std::unique_ptr<rn::epoch_csv> csv;
+        std::unique_ptr<rn::progress_bar> bar;
         if (root) {
-            const double elapsed = std::max(seconds(), 1e-9);
-            rn::progress_state st;
-            st.fraction = static_cast<double>(s + 1) / static_cast<double>(plan.steps_per_node);
-            st.epochs = o.epochs;
-            st.epoch = st.fraction * o.epochs;
-            st.loss = recent;
-            st.images_per_s = static_cast<double>((s + 1) * n) * o.batch / elapsed;
-            st.averaging_share = node.stats().seconds_averaging / elapsed;
-            bar->update(st, s + 1 == plan.steps_per_node);
+            csv = std::make_unique<rn::epoch_csv>(o.csv);
+            bar = std::make_unique<rn::progress_bar>();
         }
-    }
-    node.finish();
-    collect(true);
-    const double wall = seconds();
-    if (root) {
-        bar->finish();
-        evaluator.stop();
-    }
+        std::vector<rn::epoch_record> records;
+        constexpr int eval_chunk = 100;
+        auto publish = [&](const rn::epoch_record& r) {
+            records.push_back(r);
+            csv->append(r);
+            bar->print_line(rn::describe(r));
+        };
+        // Rank 0's evaluator thread; each set it gets holds the reduced mean (models[0]) and rank
+        // 0's own snapshot (models[1]), the rest of the record is in partial[index].
+        std::unique_ptr<rn::resnet> eval_net;
+        std::vector<rn::epoch_record> partial(plan.boundaries.size());
+        rn::epoch_monitor evaluator(1, {}, [&](rn::epoch_snapshot& s) {
+            if (!eval_net) eval_net = std::make_unique<rn::resnet>(config, eval_chunk);
+            rn::epoch_record r = partial[s.index];
+            const double count = static_cast<double>(d.test.count());
+            r.acc_mean =
+                static_cast<double>(rn::count_correct(*eval_net, s.models[0], d.test, d.norm, 0,
+                                                      d.test.count(), eval_chunk)) /
+                count;
+            r.acc_node0 =
+                static_cast<double>(rn::count_correct(*eval_net, s.models[1], d.test, d.norm, 0,
+                                                      d.test.count(), eval_chunk)) /
+                count;
+            publish(r);
+        });
 
-    // The last row: the final models (after finish()), one blocking reduction at the end.
-    std::vector<double> send(params + c_count), receive(root ? send.size() : 0);
-    double norm = 0;
-    for (std::size_t e = 0; e < params; ++e) {
-        send[e] = model[e];
-        norm += static_cast<double>(model[e]) * model[e];
-    }
-    double* c = send.data() + params;
-    c[c_squared_norm] = norm;
-    c[c_loss_sum] = loss_sum;
-    c[c_loss_count] = loss_count;
-    c[c_bytes] = static_cast<double>(node.stats().bytes_sent);
-    c[c_averaging] = node.stats().seconds_averaging - averaging_at;
-    c[c_seconds] = wall - time_at;
-    MPI_Reduce(send.data(), root ? receive.data() : nullptr, static_cast<int>(send.size()),
-               MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
-    double total_averaging = 0, mine = node.stats().seconds_averaging / wall;
-    MPI_Reduce(&mine, &total_averaging, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
-    if (!root) return 0;
-
-    pending_epoch last;
-    last.index = plan.boundaries.size() - 1;
-    last.receive = std::move(receive);
-    std::vector<float> mean;
-    rn::epoch_record r = record_of(last, params, static_cast<double>(n), plan, wall, mean);
-    const unsigned threads = 1;  // the other ranks' cores may still be busy
-    r.acc_mean = rn::test_accuracy(config, mean, d.test, d.norm, threads, eval_chunk);
-    r.acc_node0 = rn::test_accuracy(config, model, d.test, d.norm, threads, eval_chunk);
-    publish(r);
-    std::printf(
-        "Finished in %.1f s; averaging share of time %.2f%% (mean over ranks); bytes "
-        "sent %s\n",
-        wall, 100 * total_averaging / static_cast<double>(n),
-        rn::format_bytes(static_cast<double>(r.bytes_sent)).c_str());
-    std::printf("Per-epoch results: %s\n", std::filesystem::absolute(o.csv).c_str());
-    if (!o.plot.empty()) {
-        const std::string title = "Swarm SGD, " + std::to_string(n) + " MPI ranks, " + o.quantizer +
-                                  ", ResNet-" + std::to_string(config.depth) + " on " +
-                                  d.train.name;
-        const rn::plot_outcome p = rn::plot_epochs(o.csv, o.plot, title, records);
-        if (p.made)
-            std::printf("Plot: %s\n", std::filesystem::absolute(o.plot).c_str());
+        swarmsgd::rng data(o.seed, n + rank);  // as run_in_process: stream n + i
+        std::deque<pending_epoch> pending;
+        double loss_sum = 0, loss_count = 0, averaging_at = 0, time_at = 0, recent = -1;
+        const auto start = std::chrono::steady_clock::now();
+        auto seconds = [&] {
+            return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        };
+        // Rank 0: a reduced boundary, the mean model there at time `when`, to the evaluator.
+        auto hand_over = [&](pending_epoch& p, double when) {
+            rn::epoch_snapshot set;
+            set.index = p.index;
+            set.models.resize(2);
+            partial[p.index] =
+                record_of(p, params, static_cast<double>(n), plan, when, set.models[0]);
+            set.models[1] = std::move(p.own);
+            evaluator.submit(std::move(set));
+        };
+        auto collect = [&](bool wait) {
+            while (!pending.empty()) {
+                int done = 0;
+                if (wait)
+                    MPI_Wait(&pending.front().request, MPI_STATUS_IGNORE), done = 1;
+                else
+                    MPI_Test(&pending.front().request, &done, MPI_STATUS_IGNORE);
+                if (!done) return;
+                if (root) hand_over(pending.front(), seconds());
+                pending.pop_front();
+            }
+        };
+        // --deferred-evaluation: the boundaries' reductions after training, each timed at the
+        // moment the last rank reached it.
+        auto reduce_deferred = [&] {
+            for (pending_epoch& p : pending) {
+                MPI_Reduce(p.send.data(), root ? p.receive.data() : nullptr,
+                           static_cast<int>(p.send.size()), MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+                double last = 0;
+                MPI_Reduce(&p.reached, &last, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+                if (root) hand_over(p, last);
+            }
+            pending.clear();
+        };
+        time_split times;
+        for (std::size_t s = 0; s < plan.steps_per_node; ++s) {
+            const auto computing = std::chrono::steady_clock::now();
+            const double loss = trainer.step(model, grad, data);
+            times.compute += seconds_between(computing, std::chrono::steady_clock::now());
+            exchange(node, std::span<const float>(grad), times);
+            loss_sum += loss;
+            loss_count += 1;
+            recent = recent < 0 ? loss : 0.9 * recent + 0.1 * loss;
+            for (std::size_t k = 0; k + 1 < plan.boundaries.size(); ++k) {
+                if (s + 1 != plan.boundaries[k]) continue;
+                const double now = seconds();
+                pending_epoch p;
+                p.index = k;
+                p.send.resize(params + c_count);
+                double norm = 0;
+                for (std::size_t e = 0; e < params; ++e) {
+                    p.send[e] = model[e];
+                    norm += static_cast<double>(model[e]) * model[e];
+                }
+                double* c = p.send.data() + params;
+                c[c_squared_norm] = norm;
+                c[c_loss_sum] = loss_sum;
+                c[c_loss_count] = loss_count;
+                c[c_bytes] = static_cast<double>(node.stats().bytes_sent);
+                c[c_averaging] = node.stats().seconds_averaging - averaging_at;
+                c[c_seconds] = now - time_at;
+                loss_sum = loss_count = 0;
+                averaging_at = node.stats().seconds_averaging;
+                time_at = now;
+                if (root) {
+                    p.receive.resize(p.send.size());
+                    p.own = model;
+                }
+                p.reached = now;
+                pending.push_back(std::move(p));
+                if (o.deferred_evaluation) continue;
+                pending_epoch& q = pending.back();
+                MPI_Ireduce(q.send.data(), root ? q.receive.data() : nullptr,
+                            static_cast<int>(q.send.size()), MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD,
+                            &q.request);
+            }
+            if (!o.deferred_evaluation) collect(false);
+            if (root) {
+                const double elapsed = std::max(seconds(), 1e-9);
+                rn::progress_state st;
+                st.fraction = static_cast<double>(s + 1) / static_cast<double>(plan.steps_per_node);
+                st.epochs = o.epochs;
+                st.epoch = st.fraction * o.epochs;
+                st.loss = recent;
+                st.images_per_s = static_cast<double>((s + 1) * n) * o.batch / elapsed;
+                st.averaging_share = node.stats().seconds_averaging / elapsed;
+                bar->update(st, s + 1 == plan.steps_per_node);
+            }
+        }
+        node.finish();
+        const double wall = seconds();
+        if (o.deferred_evaluation)
+            reduce_deferred();
         else
-            std::printf("Plot: none: %s; the figures are in the CSV above\n", p.message.c_str());
-    }
-    std::printf("Test accuracy: mean model %.2f%%, rank 0 %.2f%%\n", 100 * r.acc_mean,
-                100 * r.acc_node0);
-    return 0;
+            collect(true);
+        if (root) {
+            bar->finish();
+            evaluator.stop();
+        }
+
+        // The last row: the final models (after finish()), one blocking reduction at the end.
+        std::vector<double> send(params + c_count), receive(root ? send.size() : 0);
+        double norm = 0;
+        for (std::size_t e = 0; e < params; ++e) {
+            send[e] = model[e];
+            norm += static_cast<double>(model[e]) * model[e];
+        }
+        double* c = send.data() + params;
+        c[c_squared_norm] = norm;
+        c[c_loss_sum] = loss_sum;
+        c[c_loss_count] = loss_count;
+        c[c_bytes] = static_cast<double>(node.stats().bytes_sent);
+        c[c_averaging] = node.stats().seconds_averaging - averaging_at;
+        c[c_seconds] = wall - time_at;
+        MPI_Reduce(send.data(), root ? receive.data() : nullptr, static_cast<int>(send.size()),
+                   MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+        double total_averaging = 0, mine = node.stats().seconds_averaging / wall;
+        MPI_Reduce(&mine, &total_averaging, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+        const double split[4] = {times.compute, times.communicate, times.wait, wall};
+        std::vector<double> splits(root ? 4 * n : 0);
+        MPI_Gather(split, 4, MPI_DOUBLE, splits.data(), 4, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        if (!root) return 0;
+        for (std::size_t r = 0; r < n; ++r)
+            std::printf(
+                "rank_times rank=%zu compute=%.3f communicate=%.3f wait=%.3f wall=%.3f "
+                "steps=%zu\n",
+                r, splits[4 * r], splits[4 * r + 1], splits[4 * r + 2], splits[4 * r + 3],
+                plan.steps_per_node);
+
+        pending_epoch last;
+        last.index = plan.boundaries.size() - 1;
+        last.receive = std::move(receive);
+        std::vector<float> mean;
+        rn::epoch_record r = record_of(last, params, static_cast<double>(n), plan, wall, mean);
+        const unsigned threads = 1;  // the other ranks' cores may still be busy
+        r.acc_mean = rn::test_accuracy(config, mean, d.test, d.norm, threads, eval_chunk);
+        r.acc_node0 = rn::test_accuracy(config, model, d.test, d.norm, threads, eval_chunk);
+        publish(r);
+        std::printf(
+            "Finished in %.1f s; averaging share of time %.2f%% (mean over ranks); bytes "
+            "sent %s\n",
+            wall, 100 * total_averaging / static_cast<double>(n),
+            rn::format_bytes(static_cast<double>(r.bytes_sent)).c_str());
+        std::printf("Per-epoch results: %s\n", std::filesystem::absolute(o.csv).c_str());
+        if (!o.plot.empty()) {
+            const std::string algorithm = o.algorithm == "swarm"       ? "Swarm SGD"
+                                          : o.algorithm == "allreduce" ? "allreduce SGD"
+                                                                       : "local SGD";
+            const std::string title = algorithm + ", " + std::to_string(n) + " MPI ranks, " +
+                                      o.quantizer + ", ResNet-" + std::to_string(config.depth) +
+                                      " on " + d.train.name;
+            const rn::plot_outcome p = rn::plot_epochs(o.csv, o.plot, title, records);
+            if (p.made)
+                std::printf("Plot: %s\n", std::filesystem::absolute(o.plot).c_str());
+            else
+                std::printf("Plot: none: %s; the figures are in the CSV above\n",
+                            p.message.c_str());
+        }
+        std::printf("Test accuracy: mean model %.2f%%, rank 0 %.2f%%\n", 100 * r.acc_mean,
+                    100 * r.acc_node0);
+        return 0;
+    });
 }
 
 }  // namespace

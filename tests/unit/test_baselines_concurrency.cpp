@@ -7,9 +7,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstddef>
+#include <exception>
 #include <limits>
 #include <span>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include <swarmsgd/baselines.hpp>
@@ -158,4 +161,62 @@ TEST_CASE("baselines in threads: a node that stops early is reported, no hang") 
     CHECK(contains(what, "no collective message from node "));
     CHECK(contains(what, "for round 5, hop "));
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(4));
+}
+
+TEST_CASE("allreduce SGD in threads: begin_step + complete_step is step(), and it is bounded") {
+    // The same run twice, one thread per node: once with step(), once with begin_step() then
+    // complete_step() (how a driver times its waits apart). The ring's arithmetic does not
+    // depend on timing, so the models must be the same bit for bit.
+    test_support::quadratic problem;
+    constexpr std::size_t nodes = 3, dim = 3, steps = 40;
+    const auto graph = topology::complete(nodes);
+    allreduce_sgd_options o;
+    o.sgd.learning_rate = 0.1;
+    o.sgd.momentum = 0.5;
+    o.timeout = std::chrono::seconds(20);
+    auto run = [&](bool split, std::size_t last_steps) {
+        in_process_world world(nodes);
+        std::vector<model_t> models(nodes, model_t(dim, 1.0));
+        std::vector<std::string> errors(nodes);
+        std::vector<std::thread> threads;
+        for (std::size_t i = 0; i < nodes; ++i)
+            threads.emplace_back([&, i] {
+                try {
+                    auto comm = world.endpoint_for(i);
+                    allreduce_sgd_node<model_t, comm_t> node(models[i], comm, graph, o);
+                    model_t grad(dim);
+                    rng unused;
+                    const std::size_t mine = i + 1 == nodes ? last_steps : steps;
+                    for (std::size_t s = 0; s < mine; ++s) {
+                        problem.gradient(i, models[i], std::span<double>(grad), unused);
+                        if (split) {
+                            node.begin_step(std::span<const double>(grad));
+                            node.complete_step();
+                            node.complete_step();  // none in progress: returns at once
+                        } else {
+                            node.step(std::span<const double>(grad));
+                        }
+                    }
+                    if (mine == steps) node.finish();
+                } catch (const std::exception& e) {
+                    errors[i] = e.what();
+                }
+            });
+        for (auto& t : threads) t.join();
+        return std::make_pair(models, errors);
+    };
+    const auto [whole, whole_errors] = run(false, steps);
+    const auto [split, split_errors] = run(true, steps);
+    for (std::size_t i = 0; i < nodes; ++i) {
+        CHECK(whole_errors[i].empty());
+        CHECK(split_errors[i].empty());
+        CHECK(same_bits(whole[i], split[i]));
+    }
+    // The last node stops after 5 steps: the others' complete_step() names the silent peer
+    // within the timeout instead of waiting for ever.
+    o.timeout = std::chrono::milliseconds(300);
+    const auto start = std::chrono::steady_clock::now();
+    const auto [stuck, stuck_errors] = run(true, 5);
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+    CHECK(contains(stuck_errors[0] + stuck_errors[1], "no collective message from node "));
 }

@@ -64,8 +64,7 @@ public:
     void next(rng& random, int batch, float* images, std::int32_t* labels) {
         const std::size_t stride = shard_.image_bytes();
         for (int b = 0; b < batch; ++b) {
-            if (cursor_ == order_.size()) shuffle(random);
-            const std::size_t i = order_[cursor_++];
+            const std::size_t i = next_index(random);
             const std::uint8_t* image = shard_.image(i);
             if (augment_) {
                 apply_crop_flip(image, shard_.channels, shard_.height, shard_.width,
@@ -75,6 +74,14 @@ public:
             normalize_image(shard_, image, norm_, images + static_cast<std::size_t>(b) * stride);
             labels[b] = shard_.labels[i];
         }
+    }
+
+    /// The shard index of the next image next() would use, drawn the same way (a fresh random
+    /// order at the start of every pass). Without augmentation, a copy of the sampler that
+    /// only draws indices with the same rng stream reproduces next()'s order exactly.
+    std::size_t next_index(rng& random) {
+        if (cursor_ == order_.size()) shuffle(random);
+        return order_[cursor_++];
     }
 
     /// The shard.

@@ -348,6 +348,26 @@ TEST_CASE("options: defaults, values, and messages that name the bad value") {
     CHECK(usage_error_of({"--bogus"}).find("unknown option '--bogus'") != std::string::npos);
     CHECK(usage_error_of({"--nodes"}).find("option --nodes needs a value") != std::string::npos);
     CHECK(usage_error_of({"--nodes", "4"}, true).find("one node per rank") != std::string::npos);
+
+    // The MPI driver's own options, refused in-process.
+    const char* mpi[] = {
+        "x",    "--algorithm",           "local",        "--period", "4", "--export-plan",
+        "plan", "--deferred-evaluation", "--eval-every", "0.5"};
+    const rn::run_options m = rn::parse_run_options(10, mpi, true);
+    CHECK(m.algorithm == "local");
+    CHECK(m.period == 4);
+    CHECK(m.export_plan == "plan");
+    CHECK(m.deferred_evaluation);
+    CHECK(m.eval_every == 0.5);
+    CHECK(d.algorithm == "swarm");
+    CHECK(usage_error_of({"--algorithm", "ddp"}, true).find("unknown --algorithm 'ddp'") !=
+          std::string::npos);
+    CHECK(usage_error_of({"--period", "0"}, true).find("--period needs a whole number in [1") !=
+          std::string::npos);
+    CHECK(usage_error_of({"--algorithm", "local"}).find("unknown option '--algorithm'") !=
+          std::string::npos);
+    CHECK(usage_error_of({"--eval-every", "0"}).find("--eval-every needs a number in") !=
+          std::string::npos);
 }
 
 TEST_CASE("schedule: linear warm-up, then cosine to 0 or steps at 50% and 75%") {

@@ -29,6 +29,13 @@ TEST_CASE("plan: an epoch is one pass by all nodes; boundaries at whole epochs a
     o.epochs = 1;
     o.warmup_epochs = 1;
     CHECK_THROWS_AS((void)rn::make_plan(o, 400, 4), rn::usage_error);
+    // --eval-every: an evaluation every quarter epoch, the last at the end of the run.
+    o.warmup_epochs = 0;
+    o.epochs = 1.1;
+    o.eval_every = 0.25;
+    const rn::training_plan q = rn::make_plan(o, 400, 4);
+    CHECK(q.boundaries == std::vector<std::size_t>{3, 5, 8, 10, 11});  // llround(2.5) = 3
+    CHECK(q.epochs == std::vector<double>{0.25, 0.5, 0.75, 1.0, 1.1});
 }
 
 TEST_CASE("a short swarm run on CIFAR-10-format files: the loss falls, the mean model learns") {

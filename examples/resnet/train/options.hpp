@@ -45,6 +45,14 @@ struct run_options {
     std::string csv = "resnet_swarm.csv";   ///< per-epoch CSV
     std::string plot = "resnet_swarm.png";  ///< PNG plot ("" = none)
     std::uint64_t seed = 1;                 ///< every random choice
+    /// MPI only: swarm | allreduce | local (the baselines of <swarmsgd/baselines.hpp>).
+    std::string algorithm = "swarm";
+    std::size_t period = 8;   ///< MPI only, --algorithm local: H of local SGD
+    std::string export_plan;  ///< MPI only: write the run's data plan here and exit
+    double eval_every = 1;    ///< epochs between two evaluations (the last one ends the run)
+    /// MPI only: reduce and evaluate the boundaries' models after training, so that the
+    /// measurement costs the training neither network traffic nor CPU time.
+    bool deferred_evaluation = false;
 };
 
 /// The accepted --quantizer values.
@@ -78,7 +86,20 @@ inline const std::vector<std::string> quantizer_names = {
         "  --test-limit N        evaluate on the first N test images (all)\n"
         "  --csv PATH            per-epoch CSV (resnet_swarm.csv)\n"
         "  --plot PATH           PNG plot made with gnuplot (resnet_swarm.png); --no-plot: none\n"
-        "  --seed S              (1)\n");
+        "  --eval-every E        epochs between evaluations of the mean model (1)\n"
+        "  --seed S              (1)\n",
+        mpi ? "  --algorithm swarm|allreduce|local  Swarm SGD (default), allreduce SGD (the\n"
+              "                        gradients averaged every step) or local SGD (the models\n"
+              "                        averaged every --period steps, 8); both over\n"
+              "                        MPI_Iallreduce with --quantizer identity, else a ring\n"
+              "  --export-plan DIR     write each rank's shard, batch order, the initial model "
+              "and\n"
+              "                        the test set to DIR (bench/ddp_resnet20.py trains on it)\n"
+              "                        and exit without training\n"
+              "  --deferred-evaluation reduce and evaluate the models of every boundary after\n"
+              "                        training (timed when the last rank reached it), so that\n"
+              "                        measuring costs the run no traffic and no CPU\n"
+            : "");
 }
 
 namespace cli {
@@ -186,7 +207,18 @@ namespace cli {
             o.seed = static_cast<std::uint64_t>(number(0, 9007199254740992.0, true));
         else if (arg == "--help" || arg == "-h")
             cli::bad("help");
-        else if (arg == "--nodes")
+        else if (arg == "--algorithm" && mpi)
+            o.algorithm = choice({"swarm", "allreduce", "local"});
+        else if (arg == "--period" && mpi)
+            o.period = static_cast<std::size_t>(number(1, 1e9, true));
+        else if (arg == "--eval-every")
+            o.eval_every = number(1e-3, 1e6, false);
+        else if (arg == "--deferred-evaluation" && mpi)
+            o.deferred_evaluation = true;
+        else if (arg == "--export-plan" && mpi) {
+            o.export_plan = value();
+            if (o.export_plan.empty()) cli::bad("--export-plan needs a directory, got ''");
+        } else if (arg == "--nodes")
             cli::bad(
                 "--nodes is not an option under MPI: the swarm has one node per rank "
                 "(mpiexec -n N)");

@@ -104,8 +104,8 @@ struct training_plan {
 };
 
 /// An epoch is one pass over the training data by all nodes together, i.e. train_count /
-/// (batch * nodes) local steps of each node. Boundaries fall at the end of every whole epoch
-/// and at the end of the run (a fractional last epoch gets its own). Throws usage_error when
+/// (batch * nodes) local steps of each node. Boundaries (evaluations) fall every --eval-every
+/// epochs (every whole epoch by default) and at the end of the run. Throws usage_error when
 /// the warm-up does not fit in the run.
 [[nodiscard]] inline training_plan make_plan(const run_options& o, std::size_t train_count,
                                              std::size_t nodes) {
@@ -114,7 +114,9 @@ struct training_plan {
                         (static_cast<double>(o.batch) * static_cast<double>(nodes));
     p.steps_per_node = std::max<std::size_t>(
         1, static_cast<std::size_t>(std::llround(std::ceil(o.epochs * p.steps_per_epoch - 1e-9))));
-    for (int e = 1; e < o.epochs - 1e-9; ++e) {  // whole epochs before the end
+    // Every --eval-every epochs before the end.
+    for (std::size_t k = 1; static_cast<double>(k) * o.eval_every < o.epochs - 1e-9; ++k) {
+        const double e = static_cast<double>(k) * o.eval_every;
         const auto b = static_cast<std::size_t>(std::llround(e * p.steps_per_epoch));
         if (b == 0 || b >= p.steps_per_node) continue;
         if (!p.boundaries.empty() && b <= p.boundaries.back()) continue;

@@ -87,6 +87,17 @@ public:
         account(start);
     }
 
+    /// Blocks until the step begun by begin_step() is complete (returns at once when none is
+    /// in progress), sleeping in the communicator meanwhile; throws peer_timeout_error as
+    /// step() does. begin_step() then complete_step() is step(), with room in between for the
+    /// caller's own work or timing (a driver that reports its time spent waiting apart).
+    void complete_step() {
+        if (!busy_) return;
+        const auto start = baseline_clock::now();
+        wait();
+        account(start);
+    }
+
     /// Shutdown: completes a step in progress (bounded by timeout), waits until this node's
     /// sends have completed, announces that it is done and waits until every node is, within
     /// shutdown_timeout (peer_timeout_error otherwise). Throws message_error when a peer sent
