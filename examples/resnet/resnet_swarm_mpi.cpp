@@ -24,6 +24,7 @@
 #include <deque>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <span>
 #include <string>
@@ -148,6 +149,15 @@ int with_node(const rn::run_options& o, std::vector<float>& model, swarmsgd::mpi
     return body(node);
 }
 
+// The integer in `path` (--traffic-counter); usage_error naming the file if it has none.
+unsigned long long read_counter(const std::string& path) {
+    std::ifstream in(path);
+    unsigned long long value = 0;
+    if (!(in >> value))
+        throw rn::usage_error("--traffic-counter " + path + " holds no byte counter");
+    return value;
+}
+
 // "Swarm SGD on ring, nonblocking averaging, H = 2, quantizer lattice8" and the like.
 template <class Node>
 std::string describe(const rn::run_options& o, const Node& node,
@@ -240,6 +250,8 @@ int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quan
         swarmsgd::rng data(o.seed, n + rank);  // as run_in_process: stream n + i
         std::deque<pending_epoch> pending;
         double loss_sum = 0, loss_count = 0, averaging_at = 0, time_at = 0, recent = -1;
+        const unsigned long long traffic_at =
+            root && !o.traffic_counter.empty() ? read_counter(o.traffic_counter) : 0;
         const auto start = std::chrono::steady_clock::now();
         auto seconds = [&] {
             return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -335,6 +347,8 @@ int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quan
         }
         node.finish();
         const double wall = seconds();
+        if (root && !o.traffic_counter.empty())
+            std::printf("traffic bytes=%llu\n", read_counter(o.traffic_counter) - traffic_at);
         if (o.deferred_evaluation)
             reduce_deferred();
         else

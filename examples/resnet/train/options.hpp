@@ -53,6 +53,9 @@ struct run_options {
     /// MPI only: reduce and evaluate the boundaries' models after training, so that the
     /// measurement costs the training neither network traffic nor CPU time.
     bool deferred_evaluation = false;
+    /// MPI only: a file holding a byte counter (/sys/class/net/lo/statistics/tx_bytes);
+    /// rank 0 prints how much it grew during training.
+    std::string traffic_counter;
 };
 
 /// The accepted --quantizer values.
@@ -99,6 +102,9 @@ inline const std::vector<std::string> quantizer_names = {
               "  --deferred-evaluation reduce and evaluate the models of every boundary after\n"
               "                        training (timed when the last rank reached it), so that\n"
               "                        measuring costs the run no traffic and no CPU\n"
+              "  --traffic-counter FILE  a file holding a byte counter, e.g.\n"
+              "                        /sys/class/net/lo/statistics/tx_bytes: rank 0 prints\n"
+              "                        'traffic bytes=N', how much it grew during training\n"
             : "");
 }
 
@@ -215,6 +221,8 @@ namespace cli {
             o.eval_every = number(1e-3, 1e6, false);
         else if (arg == "--deferred-evaluation" && mpi)
             o.deferred_evaluation = true;
+        else if (arg == "--traffic-counter" && mpi)
+            o.traffic_counter = value();
         else if (arg == "--export-plan" && mpi) {
             o.export_plan = value();
             if (o.export_plan.empty()) cli::bad("--export-plan needs a directory, got ''");

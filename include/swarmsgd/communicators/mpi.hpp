@@ -4,8 +4,13 @@
 /// (tested with Open MPI and MPICH). Point-to-point only, no global coordination:
 /// - every message is an MPI_Isend on a private duplicate of the user's communicator, so the
 ///   library's traffic never matches the user's receives;
-/// - a node polls its inbox between local steps with MPI_Improbe + MPI_Mrecv (matched probe:
-///   safe even if the user calls MPI from other threads at MPI_THREAD_MULTIPLE);
+/// - a node polls its inbox between local steps with MPI_Improbe + MPI_Imrecv (matched probe:
+///   safe even if the user calls MPI from other threads at MPI_THREAD_MULTIPLE) and hands a
+///   message over once its receive has completed. The receive never blocks: a large message
+///   goes by rendezvous, and its data moves only while the SENDER is inside MPI, which it may
+///   not be for a whole local step (or ever, if it stopped). A blocking MPI_Mrecv waited for
+///   that (up to a step of the receiver's time, or for ever).  Messages from one sender are
+///   handed over in the order they were sent;
 /// - an idle node waits with a bounded, backing-off sleep between probes, so 8 ranks on 2
 ///   cores leave the cores to the ranks that compute;
 /// - the shutdown protocol's "done" is a non-blocking barrier (MPI_Ibarrier): announce_done()
@@ -253,6 +258,7 @@ public:
         if (barrier_ != MPI_REQUEST_NULL) {
             MPI_Request_free(&barrier_);
         }
+        abandon_receives();
         MPI_Comm_free(&comm_);
     }
 
@@ -278,23 +284,26 @@ public:
         return {request, std::move(bytes)};
     }
 
-    /// Receives the next message that has arrived, if any (never blocks).
+    /// Receives the next message that has arrived completely, if any (never blocks): starts
+    /// the receive of every message that has begun to arrive, then hands over the oldest one
+    /// whose data is all there and which no older message of the same sender precedes.
     std::optional<received_message> try_receive() {
-        int flag = 0;
-        MPI_Message message = MPI_MESSAGE_NULL;
-        MPI_Status status;
-        detail::mpi_check(MPI_Improbe(MPI_ANY_SOURCE, tag, comm_, &flag, &message, &status),
-                          "MPI_Improbe");
-        if (flag == 0) return std::nullopt;
-        int count = 0;
-        detail::mpi_check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
-        received_message m;
-        m.source = static_cast<std::size_t>(status.MPI_SOURCE);
-        m.bytes.resize(static_cast<std::size_t>(count));
-        detail::mpi_check(MPI_Mrecv(m.bytes.data(), count, MPI_BYTE, &message, MPI_STATUS_IGNORE),
-                          "MPI_Mrecv");
-        return m;
+        match_arrivals();
+        for (auto it = receiving_.begin(); it != receiving_.end(); ++it) {
+            if (!complete(*it)) continue;
+            const bool older_from_same_sender = std::any_of(
+                receiving_.begin(), it,
+                [&](const pending_receive& p) { return p.message.source == it->message.source; });
+            if (older_from_same_sender) continue;
+            received_message m = std::move(it->message);
+            receiving_.erase(it);
+            return m;
+        }
+        return std::nullopt;
     }
+
+    /// Messages matched whose data is still arriving (their senders must progress them).
+    [[nodiscard]] std::size_t receives_in_progress() const noexcept { return receiving_.size(); }
 
     /// Probes with a backing-off sleep until a message is there or `timeout` passed.
     bool wait_for_message(std::chrono::nanoseconds timeout) {
@@ -305,6 +314,9 @@ public:
             detail::mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, tag, comm_, &flag, MPI_STATUS_IGNORE),
                               "MPI_Iprobe");
             if (flag != 0 || (barrier_ != MPI_REQUEST_NULL && all_done())) return true;
+            if (std::any_of(receiving_.begin(), receiving_.end(),
+                            [&](pending_receive& p) { return complete(p); }))
+                return true;
             if (std::chrono::steady_clock::now() >= deadline) return false;
             pause.pause();
         }
@@ -369,11 +381,69 @@ public:
     static constexpr int tag = 0x5357;
 
 private:
+    /// A matched message whose MPI_Imrecv is in flight (its buffer is message.bytes).
+    struct pending_receive {
+        received_message message;
+        MPI_Request request = MPI_REQUEST_NULL;
+        bool done = false;
+    };
+
+    /// Starts an MPI_Imrecv for every message that has begun to arrive.
+    void match_arrivals() {
+        while (true) {
+            int flag = 0;
+            MPI_Message handle = MPI_MESSAGE_NULL;
+            MPI_Status status;
+            detail::mpi_check(MPI_Improbe(MPI_ANY_SOURCE, tag, comm_, &flag, &handle, &status),
+                              "MPI_Improbe");
+            if (flag == 0) return;
+            int count = 0;
+            detail::mpi_check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
+            pending_receive p;
+            p.message.source = static_cast<std::size_t>(status.MPI_SOURCE);
+            p.message.bytes.resize(static_cast<std::size_t>(count));
+            // The vector's storage does not move when p is moved into receiving_.
+            detail::mpi_check(
+                MPI_Imrecv(p.message.bytes.data(), count, MPI_BYTE, &handle, &p.request),
+                "MPI_Imrecv");
+            receiving_.push_back(std::move(p));
+        }
+    }
+
+    /// Whether the receive of `p` has completed (tests it once more if not yet).
+    bool complete(pending_receive& p) {
+        if (!p.done) {
+            int flag = 0;
+            detail::mpi_check(MPI_Test(&p.request, &flag, MPI_STATUS_IGNORE), "MPI_Test (recv)");
+            p.done = flag != 0;
+        }
+        return p.done;
+    }
+
+    /// At destruction: receives whose sender never finished the transfer (it stopped or
+    /// died) get up to 2 s, as sends do (mpi_send_request), then their buffers are leaked
+    /// rather than freed under a live request.
+    void abandon_receives() noexcept {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        detail::backoff pause;
+        for (auto& p : receiving_) {
+            while (!p.done && std::chrono::steady_clock::now() < deadline) {
+                int flag = 0;
+                if (MPI_Test(&p.request, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS) break;
+                p.done = flag != 0;
+                if (!p.done) pause.pause();
+            }
+            if (!p.done) new std::vector<std::byte>(std::move(p.message.bytes));  // leaked
+        }
+        receiving_.clear();
+    }
+
     MPI_Comm comm_ = MPI_COMM_NULL;
     std::size_t rank_ = 0;
     std::size_t size_ = 0;
     MPI_Request barrier_ = MPI_REQUEST_NULL;
     bool done_ = false;
+    std::vector<pending_receive> receiving_;
 };
 
 static_assert(communicator<mpi_communicator>);
