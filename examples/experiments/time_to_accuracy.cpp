@@ -13,6 +13,12 @@
 //
 // Algorithms (--algorithms, comma-separated): allreduce, local-h<H>, dpsgd, ad-psgd,
 // swarm-<fp32|lattice8>-h<H>, with their learning rates from --lr or --lr-<name>.
+//
+// --bandwidth B (bytes/s) with --links shared|per-node sets the network directly instead of
+// --ratio (a calibrated model of a real link, bench/calibrate_emulated.py). --model timing
+// trains nothing: every gradient is zero, on a model of --params floats and a training set of
+// --train-count images, so a run gives only the times of the algorithms' steps and exchanges
+// (what the wire carries has the real sizes) in seconds instead of minutes.
 // docs/experiments.md has the results and the commands; bench/time_to_accuracy.sh the sweep.
 #include <swarmsgd/baselines.hpp>
 #include <swarmsgd/eigen.hpp>
@@ -26,9 +32,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -56,14 +64,18 @@ struct options {
     double target = 0.85;                 // test accuracy of the mean model
     double eval_every = 0.25;             // epochs between evaluations
     std::size_t batch = 16;               // per node
-    std::string model = "mlp";            // mlp or resnet20
+    std::string model = "mlp";            // mlp, resnet20 or timing
+    std::size_t params = 273754;          // --model timing: model floats (ResNet-20, 1 channel)
+    std::size_t train_count = 60000;      // --model timing: training images
     std::size_t hidden = 32;              // MLP 784-hidden-10
     double lr = 0.1;                      // default learning rate of every algorithm
     std::map<std::string, double> lr_of;  // --lr-<algorithm>
     double momentum = 0.9;
-    double warmup_epochs = 1.0;             // linear warm-up, then cosine decay to 0 at the budget
-    double step_seconds = 0.2;              // compute time of one local step
-    double latency = 2e-6;                  // alpha, seconds
+    double warmup_epochs = 1.0;  // linear warm-up, then cosine decay to 0 at the budget
+    double step_seconds = 0.2;   // compute time of one local step
+    double latency = 2e-6;       // alpha, seconds
+    double bandwidth = 0;        // beta, bytes/s (0: from --ratio)
+    swarmsgd::link_model links = swarmsgd::link_model::per_node;
     double local_seconds_per_byte = 2e-10;  // CPU cost of handling one wire byte
     std::string topology = "expander";      // graph of the decentralized algorithms
     std::uint64_t seed = 1;
@@ -78,9 +90,10 @@ struct options {
         stderr,
         "error: %s\nusage: time_to_accuracy [--algorithms a,b,...] [--nodes N] [--ratio R] "
         "[--stragglers F] [--slowdown K] [--epochs E] [--target ACC] [--eval-every E] "
-        "[--batch B] [--model mlp|resnet20] [--hidden H] [--lr R] [--lr-<algorithm> R] [--momentum "
-        "M] "
-        "[--warmup-epochs E] [--step-seconds S] [--latency S] [--local-seconds-per-byte S] "
+        "[--batch B] [--model mlp|resnet20|timing] [--params N] [--train-count N] [--hidden H] "
+        "[--lr R] [--lr-<algorithm> R] [--momentum M] "
+        "[--warmup-epochs E] [--step-seconds S] [--latency S] [--bandwidth BYTES_PER_S] "
+        "[--links per-node|shared] [--local-seconds-per-byte S] "
         "[--topology expander|ring|torus|complete|hypercube] [--seed S] "
         "[--train-limit N] [--test-limit N] [--csv FILE] [--data DIR]\n"
         "algorithms: allreduce, local-h<H>, dpsgd, ad-psgd, swarm-<fp32|lattice8>-h<H>\n",
@@ -131,8 +144,8 @@ options parse(int argc, char** argv) {
             o.hidden = count(0);
         else if (arg == "--model") {
             o.model = value();
-            if (o.model != "mlp" && o.model != "resnet20")
-                usage("--model must be mlp or resnet20, got '" + o.model + "'");
+            if (o.model != "mlp" && o.model != "resnet20" && o.model != "timing")
+                usage("--model must be mlp, resnet20 or timing, got '" + o.model + "'");
         } else if (arg == "--lr")
             o.lr = number(0, 1e3);
         else if (arg.rfind("--lr-", 0) == 0)
@@ -143,7 +156,18 @@ options parse(int argc, char** argv) {
             o.warmup_epochs = number(0, 1e4);
         else if (arg == "--step-seconds")
             o.step_seconds = number(1e-9, 1e6);
-        else if (arg == "--latency")
+        else if (arg == "--params")
+            o.params = static_cast<std::size_t>(number(1, 1e10));
+        else if (arg == "--train-count")
+            o.train_count = static_cast<std::size_t>(number(1, 1e10));
+        else if (arg == "--bandwidth")
+            o.bandwidth = number(1, 1e15);
+        else if (arg == "--links") {
+            const std::string v = value();
+            if (v != "shared" && v != "per-node")
+                usage("--links must be shared or per-node, got '" + v + "'");
+            o.links = v == "shared" ? swarmsgd::link_model::shared : swarmsgd::link_model::per_node;
+        } else if (arg == "--latency")
             o.latency = number(0, 1e3);
         else if (arg == "--local-seconds-per-byte")
             o.local_seconds_per_byte = number(0, 1);
@@ -252,6 +276,14 @@ struct workload {
     std::size_t train_count = 0;
     model_t initial;
     std::function<std::pair<double, double>(const model_t&)> evaluate;
+};
+
+/// --model timing: every gradient is zero (only the times of a run mean something).
+struct zero_gradient_problem {
+    double gradient(std::size_t, const model_t&, std::span<float> grad, swarmsgd::rng&) const {
+        std::fill(grad.begin(), grad.end(), 0.0F);
+        return 0.0;
+    }
 };
 
 struct environment {
@@ -404,7 +436,7 @@ result run_algorithm(const environment& env, const algorithm_spec& spec, double 
 }  // namespace
 
 int main(int argc, char** argv) try {
-    const options o = parse(argc, argv);
+    options o = parse(argc, argv);
     // One thread drives every node: no parallel products inside a node (with OpenMP, Eigen's
     // worker threads would spin against the other processes of a sweep).
     Eigen::setNbThreads(1);
@@ -422,7 +454,15 @@ int main(int argc, char** argv) try {
     rn::channel_normalization norm;
     rn::resnet_config config;
     workload work;
-    if (o.model == "mlp") {
+    if (o.model == "timing") {
+        work.description = "timing only (" + std::to_string(o.params) + " floats, zero gradients)";
+        work.train_count = o.train_count;
+        work.initial.assign(o.params, 0.0F);
+        work.evaluate = [](const model_t&) {
+            return std::pair{std::numeric_limits<double>::quiet_NaN(),
+                             std::numeric_limits<double>::quiet_NaN()};
+        };
+    } else if (o.model == "mlp") {
         mlp_train = ex::load_fashion_mnist(dir, true);
         mlp_test = ex::load_fashion_mnist(dir, false);
         if (o.train_limit > 0 && o.train_limit < mlp_train->count) {
@@ -480,8 +520,13 @@ int main(int argc, char** argv) try {
     network.latency_seconds = o.latency;
     network.local_seconds_per_byte = o.local_seconds_per_byte;
     const double hops = 2.0 * static_cast<double>(n - 1);
-    const double allreduce_seconds = o.ratio * o.step_seconds;
-    if (n > 1) {
+    double allreduce_seconds = o.ratio * o.step_seconds;
+    if (o.bandwidth > 0) {  // the network as given; the ratio follows from it
+        network.bandwidth_bytes_per_second = o.bandwidth;
+        network.links = o.links;
+        allreduce_seconds = network.ring_allreduce_seconds(work.initial.size(), sizeof(float), n);
+        o.ratio = allreduce_seconds / o.step_seconds;  // what the summary lines report
+    } else if (n > 1) {
         const double transfer = allreduce_seconds - hops * o.latency;
         if (transfer <= 0)
             usage("--ratio " + std::to_string(o.ratio) +
@@ -497,11 +542,12 @@ int main(int argc, char** argv) try {
         "time_to_accuracy: %s (%zu parameters, %.1f KiB fp32), Fashion-MNIST (%zu train), n = "
         "%zu, batch %zu per node, %.2f epochs, target %.1f%%\n"
         "  compute %.3f s per step, stragglers %.0f%% at %.1fx; network alpha = %.2e s, beta = "
-        "%.3e B/s (%.3f Gbit/s): one allreduce of the model = %.4f s = ratio %.3g; graph %s\n",
+        "%.3e B/s (%.3f Gbit/s, %s): one allreduce of the model = %.4f s = ratio %.3g; graph %s\n",
         work.description.c_str(), work.initial.size(),
         static_cast<double>(work.initial.size() * 4) / 1024, work.train_count, n, o.batch, o.epochs,
         100 * o.target, o.step_seconds, 100 * o.stragglers, o.slowdown, network.latency_seconds,
         network.bandwidth_bytes_per_second, network.bandwidth_bytes_per_second * 8e-9,
+        network.links == swarmsgd::link_model::shared ? "one shared link" : "a link per node",
         allreduce_seconds, o.ratio, graph.name().c_str());
 
     std::ofstream csv_file;
@@ -516,7 +562,10 @@ int main(int argc, char** argv) try {
     for (const auto& spec : specs) {
         const double lr = o.lr_of.count(spec.name) != 0 ? o.lr_of.at(spec.name) : o.lr;
         std::printf("%s (lr %.4g)\n", spec.name.c_str(), lr);
-        if (o.model == "mlp")
+        if (o.model == "timing")
+            results.push_back(run_algorithm(
+                env, spec, lr, [&] { return std::make_unique<zero_gradient_problem>(); }));
+        else if (o.model == "mlp")
             results.push_back(run_algorithm(env, spec, lr, [&] {
                 return std::make_unique<ex::demo::shard_problem>(*mlp_train, *layout, n, o.batch,
                                                                  o.seed);

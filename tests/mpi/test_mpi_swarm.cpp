@@ -1,5 +1,6 @@
 // Swarm SGD over MPI, one node per rank. Run under mpiexec with a scenario name:
-//   test_mpi_swarm <semantics|mean|blocking|crossed|straggler|size_mismatch|single|fault|hang>
+//   test_mpi_swarm <semantics|mean|blocking|crossed|straggler|size_mismatch|single|fault|hang|
+//                   rendezvous>
 // `semantics` runs the shared suite (tests/support/semantics.hpp: mean preservation with a
 // straggler, gossip to consensus, convergence on a convex problem). Every rank checks its part; the
 // ranks agree on the verdict with one allreduce, and rank 0 prints "mpi <scenario> ranks=<n>:
@@ -7,11 +8,13 @@
 #include <swarmsgd/communicators/mpi.hpp>
 #include <swarmsgd/swarmsgd.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -209,6 +212,44 @@ bool scenario(const std::string& name) {
         }
         node.finish();
         EXPECT(false);  // must not get here: the dead rank can never be done
+    } else if (name == "rendezvous") {
+        // A message far above any eager limit (8 MiB) whose sender then computes for 2 s
+        // without entering MPI: the receiver's try_receive() must not wait for the transfer
+        // (its data moves only while the sender is inside MPI); the message arrives intact
+        // once the sender progresses it again.
+        mpi_communicator comm;
+        constexpr std::size_t bytes = std::size_t{8} << 20;
+        if (rank == 1) {
+            std::vector<std::byte> payload(bytes);
+            for (std::size_t i = 0; i < bytes; ++i) payload[i] = static_cast<std::byte>(i * 7);
+            auto request = comm.isend(0, std::move(payload));
+            MPI_Barrier(MPI_COMM_WORLD);                           // rank 0 has started polling
+            std::this_thread::sleep_for(std::chrono::seconds(2));  // "computing", no MPI
+            while (!request.test()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        } else if (rank == 0) {
+            MPI_Barrier(MPI_COMM_WORLD);
+            double slowest = 0;
+            std::optional<received_message> m;
+            const auto start = std::chrono::steady_clock::now();
+            while (!m && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
+                const auto before = std::chrono::steady_clock::now();
+                m = comm.try_receive();
+                slowest = std::max(slowest, std::chrono::duration<double>(
+                                                std::chrono::steady_clock::now() - before)
+                                                .count());
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
+            std::printf("  slowest try_receive %.3f s; message %s\n", slowest,
+                        m ? "received" : "missing");
+            EXPECT(slowest < 0.5);  // the sender's 2 s of computing are not spent in here
+            EXPECT(m && m->source == 1 && m->bytes.size() == bytes);
+            bool intact = m.has_value();
+            for (std::size_t i = 0; intact && i < bytes; ++i)
+                intact = m->bytes[i] == static_cast<std::byte>(i * 7);
+            EXPECT(intact);
+        } else {
+            MPI_Barrier(MPI_COMM_WORLD);
+        }
     } else if (name == "hang") {
         // The last rank stops answering (hung, not dead): the others must raise
         // peer_timeout_error naming it within reply_timeout, never wait forever.

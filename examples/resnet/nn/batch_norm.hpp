@@ -102,7 +102,10 @@ void batch_norm_update_running(int channels, std::size_t n, const T* mean, const
     }
 }
 
-/// Inference forward: normalizes with the running estimates. y may alias x.
+/// Inference forward: normalizes with the running estimates. y may alias x. A running
+/// variance below 0 counts as 0: averaging through a lossy quantizer (lattice, min-max) adds a
+/// bounded error to every element, which can push a variance near 0 below it, and
+/// 1 / sqrt(negative + eps) would turn the whole channel into NaN (docs/decisions.md #32).
 template <class T>
 void batch_norm_forward_eval(int channels, std::size_t n, const T* x, const T* gamma, const T* beta,
                              const T* running_mean, const T* running_var, T eps,
@@ -110,7 +113,7 @@ void batch_norm_forward_eval(int channels, std::size_t n, const T* x, const T* g
     SWARMSGD_RESNET_PARALLEL_FOR
     for (int c = 0; c < channels; ++c) {
         const std::size_t at = static_cast<std::size_t>(c) * n;
-        const T a = gamma[c] / std::sqrt(running_var[c] + eps);
+        const T a = gamma[c] / std::sqrt(std::max(running_var[c], T(0)) + eps);
         batch_norm_detail::affine_row(
             x + at, a, beta[c] - a * running_mean[c],
             epilogue.residual == nullptr ? nullptr : epilogue.residual + at, epilogue.relu, y + at,

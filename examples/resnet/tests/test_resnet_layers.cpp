@@ -221,6 +221,16 @@ TEST_CASE("batch_norm: statistics, running update, eval, and backward by finite 
                 REQUIRE(plain[c * n + i] ==
                         doctest::Approx(gamma[c] * (x[c * n + i] - rm[c]) / std::sqrt(rv[c] + eps) +
                                         beta[c]));
+        // A running variance pushed below 0 (lossy averaging) counts as 0: finite output.
+        const std::vector<double> negative = {-0.01, 0.5, -3.0};
+        std::vector<double> clamped(x.size());
+        nn::batch_norm_forward_eval(channels, n, x.data(), gamma.data(), beta.data(), rm.data(),
+                                    negative.data(), eps, {}, clamped.data(), 1);
+        for (std::size_t i = 0; i < n; ++i) {
+            REQUIRE(clamped[i] ==
+                    doctest::Approx(gamma[0] * (x[i] - rm[0]) / std::sqrt(eps) + beta[0]));
+            REQUIRE(std::isfinite(clamped[2 * n + i]));
+        }
         nn::batch_norm_forward_eval(channels, n, x.data(), gamma.data(), beta.data(), rm.data(),
                                     rv.data(), eps, {residual.data(), true}, fused.data(), 2);
         nn::residual_add_forward(x.size(), plain.data(), residual.data(), expected.data());
