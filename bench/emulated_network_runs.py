@@ -81,6 +81,8 @@ def parse_args():
     p.add_argument("--test-limit", type=int, default=0)
     p.add_argument("--python", default="/usr/bin/python3", help="a python with torch (DDP)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per run")
+    p.add_argument("--no-cache", action="store_true",
+                   help="run everything again, even runs whose log is in --out")
     a = p.parse_args()
     a.rates = a.rates.split(",")
     a.algorithms = a.algorithms.split(",")
@@ -144,10 +146,10 @@ def command(a, alg, lr, epochs, warmup, eval_every, csv, plan):
             "--deferred-evaluation", "--traffic-counter", COUNTER, "--csv", csv, "--no-plot"]
 
 
-def run_logged(cmd, log, timeout):
+def run_logged(cmd, log, timeout, cache=True):
     """Runs cmd unless log already holds its output (same command); returns the output."""
     key = "# " + shlex.join(cmd) + "\n"
-    if os.path.exists(log):
+    if cache and os.path.exists(log):
         with open(log) as f:
             text = f.read()
         if text.startswith(key) and "\n# exit 0\n" in text:
@@ -233,7 +235,8 @@ def main():
     if "ddp" in a.algorithms:  # the shards, order, initial model and test set DDP trains on
         run_logged([*mpiexec(a), a.binary,
                     *data_args(a, a.epochs, a.warmup_epochs, a.eval_every),
-                    "--export-plan", plan], os.path.join(a.out, "plan.log"), a.timeout)
+                    "--export-plan", plan], os.path.join(a.out, "plan.log"), a.timeout,
+                   not a.no_cache)
     results, tuning, tuned = {}, {}, {}
     base = a.rates[0]
 
@@ -244,13 +247,13 @@ def main():
             if alg == "ddp":  # its plan fixes the run: a shorter one of its own
                 sub = os.path.join(a.out, f"plan_{a.project_synchronous}")
                 run_logged([*mpiexec(a), a.binary, *data_args(a, a.project_synchronous, 0, 1e6),
-                            "--export-plan", sub], sub + ".log", a.timeout)
+                            "--export-plan", sub], sub + ".log", a.timeout, not a.no_cache)
             cmd = command(a, alg, lr, a.project_synchronous, 0, 1e6, csv, sub)
         else:
             cmd = command(a, alg, lr, a.epochs, a.warmup_epochs, a.eval_every, csv, plan)
         print(f"{rate} {alg} lr {lr}{' (time per step only)' if project else ''}", flush=True)
         r = parse_run(run_logged(in_link(a, rate, cmd), os.path.join(a.out, tag + ".log"),
-                                 a.timeout), csv, a.ranks)
+                                 a.timeout, not a.no_cache), csv, a.ranks)
         r["projected"], r["lr"] = project, lr
         return r
 

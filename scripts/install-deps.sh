@@ -11,9 +11,10 @@ PACKAGES=(
     libthrust-dev libcub-dev iproute2 python3
 )
 # `install-deps.sh --bench` adds what only the benchmarks need: PyTorch (Debian's python3-torch,
-# run as /usr/bin/python3) for bench/bench_resnet_throughput.py.
+# run as /usr/bin/python3) and NumPy for bench/bench_resnet_throughput.py and
+# bench/ddp_resnet20.py.
 if [[ ${1:-} == --bench ]]; then
-    PACKAGES+=(python3-torch)
+    PACKAGES+=(python3-torch python3-numpy)
 fi
 
 missing=()

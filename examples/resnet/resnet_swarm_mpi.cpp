@@ -290,6 +290,27 @@ int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quan
             }
             pending.clear();
         };
+        // The model (in double) and the counters since the last boundary, to be reduced; starts
+        // the next period's counters.
+        auto pack = [&](double now) {
+            std::vector<double> send(params + c_count);
+            double norm = 0;
+            for (std::size_t e = 0; e < params; ++e) {
+                send[e] = model[e];
+                norm += static_cast<double>(model[e]) * model[e];
+            }
+            double* c = send.data() + params;
+            c[c_squared_norm] = norm;
+            c[c_loss_sum] = loss_sum;
+            c[c_loss_count] = loss_count;
+            c[c_bytes] = static_cast<double>(node.stats().bytes_sent);
+            c[c_averaging] = node.stats().seconds_averaging - averaging_at;
+            c[c_seconds] = now - time_at;
+            loss_sum = loss_count = 0;
+            averaging_at = node.stats().seconds_averaging;
+            time_at = now;
+            return send;
+        };
         time_split times;
         for (std::size_t s = 0; s < plan.steps_per_node; ++s) {
             const auto computing = std::chrono::steady_clock::now();
@@ -304,22 +325,7 @@ int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quan
                 const double now = seconds();
                 pending_epoch p;
                 p.index = k;
-                p.send.resize(params + c_count);
-                double norm = 0;
-                for (std::size_t e = 0; e < params; ++e) {
-                    p.send[e] = model[e];
-                    norm += static_cast<double>(model[e]) * model[e];
-                }
-                double* c = p.send.data() + params;
-                c[c_squared_norm] = norm;
-                c[c_loss_sum] = loss_sum;
-                c[c_loss_count] = loss_count;
-                c[c_bytes] = static_cast<double>(node.stats().bytes_sent);
-                c[c_averaging] = node.stats().seconds_averaging - averaging_at;
-                c[c_seconds] = now - time_at;
-                loss_sum = loss_count = 0;
-                averaging_at = node.stats().seconds_averaging;
-                time_at = now;
+                p.send = pack(now);
                 if (root) {
                     p.receive.resize(p.send.size());
                     p.own = model;
@@ -359,19 +365,8 @@ int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quan
         }
 
         // The last row: the final models (after finish()), one blocking reduction at the end.
-        std::vector<double> send(params + c_count), receive(root ? send.size() : 0);
-        double norm = 0;
-        for (std::size_t e = 0; e < params; ++e) {
-            send[e] = model[e];
-            norm += static_cast<double>(model[e]) * model[e];
-        }
-        double* c = send.data() + params;
-        c[c_squared_norm] = norm;
-        c[c_loss_sum] = loss_sum;
-        c[c_loss_count] = loss_count;
-        c[c_bytes] = static_cast<double>(node.stats().bytes_sent);
-        c[c_averaging] = node.stats().seconds_averaging - averaging_at;
-        c[c_seconds] = wall - time_at;
+        const std::vector<double> send = pack(wall);
+        std::vector<double> receive(root ? send.size() : 0);
         MPI_Reduce(send.data(), root ? receive.data() : nullptr, static_cast<int>(send.size()),
                    MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
         double total_averaging = 0, mine = node.stats().seconds_averaging / wall;
