@@ -22,6 +22,7 @@
 #include "cuda/system.hpp"
 #endif
 
+#include "thrust/baseline_memory.hpp"
 #include "thrust/codec.hpp"
 #include "thrust/model_ops.hpp"
 #include "thrust/node_memory.hpp"

@@ -50,13 +50,14 @@ struct allreduce_sgd_options {
     }
 };
 
-/// One node of allreduce SGD. `Model` is a host model (a tensor or a list of tensors), `Comm`
-/// a communicator, `Quant` a quantizer for the gradients on the wire (identity by default).
-/// Satisfies stepping_node (begin_step / progress), plus blocking step() and finish(); see
-/// detail::collective_node for the members it shares with local_sgd_node. Keeps pointers to
-/// the model, the communicator and the topology (which must outlive it; the topology only
-/// fixes n: the ring runs over the ranks). Every node must take the same number of steps and
-/// start from the same model (the same initialization, or a broadcast).
+/// One node of allreduce SGD. `Model` is a model (a tensor or a list of tensors; host, or Thrust
+/// device vectors with <swarmsgd/thrust.hpp>, staged through host memory), `Comm` a communicator,
+/// `Quant` a quantizer for the gradients on the wire (identity by default). Satisfies stepping_node
+/// (begin_step / progress), plus blocking step() and finish(); see detail::collective_node for the
+/// members it shares with local_sgd_node. Keeps pointers to the model, the communicator and the
+/// topology (which must outlive it; the topology only fixes n: the ring runs over the ranks). Every
+/// node must take the same number of steps and start from the same model (the same initialization,
+/// or a broadcast).
 template <class Model, class Comm, class Quant = typename detail::default_quantizer<Model>::type>
 class allreduce_sgd_node
     : public detail::collective_node<allreduce_sgd_node<Model, Comm, Quant>, Model, Comm, Quant,

@@ -20,6 +20,7 @@
 #include "../node_stats.hpp"
 #include "../sgd.hpp"
 #include "../topology.hpp"
+#include "baseline_memory.hpp"
 #include "common.hpp"
 #include "ring_allreduce.hpp"
 
@@ -126,6 +127,7 @@ protected:
           graph_(&graph),
           options_((options.validate(), options)),
           size_(model_size(model)),
+          memory_(size_),
           optimizer_(options_.sgd, size_),
           engine_(comm, std::move(quantizer), options_.seed, options_.use_native_collective),
           buffer_(size_) {
@@ -146,7 +148,7 @@ protected:
     /// One optimizer step on the model with `grad`, timed.
     void optimizer_step(std::span<const value_type> grad) {
         const auto start = baseline_clock::now();
-        optimizer_.step(*model_, grad);
+        memory_.step(optimizer_, *model_, grad);
         stats_.seconds_optimizer += seconds_since(start);
         ++stats_.local_steps;
     }
@@ -163,9 +165,10 @@ protected:
     const topology* graph_;
     Options options_;
     std::size_t size_;
-    sgd<value_type> optimizer_;
+    baseline_memory<Model> memory_;  // the model's memory system (host, or staged: Thrust)
+    typename baseline_memory<Model>::optimizer_type optimizer_;
     engine_type engine_;
-    std::vector<value_type> buffer_;  // what is averaged, then the average
+    std::vector<value_type> buffer_;  // what is averaged, then the average (host memory)
     node_stats stats_;
     double optimizer_seen_ = 0;
     bool busy_ = false;

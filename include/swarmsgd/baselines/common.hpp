@@ -3,7 +3,8 @@
 /// Internals shared by the baseline algorithms of baselines/ (namespace swarmsgd::detail, not
 /// API): the template-argument checks, the send bookkeeping of a node (outbox), reading the
 /// envelope of a message meant for a baseline, and encoding / decoding one message payload
-/// through a quantizer with the library's error texts.
+/// through a quantizer with the library's error texts. Where the nodes touch their models:
+/// baseline_memory.hpp.
 
 #include <algorithm>
 #include <chrono>
@@ -26,6 +27,7 @@
 #include "../quantizer.hpp"
 #include "../random.hpp"
 #include "../swarm_node.hpp"
+#include "baseline_memory.hpp"
 
 namespace swarmsgd::detail {
 
@@ -42,16 +44,23 @@ using baseline_clock = std::chrono::steady_clock;
     return std::chrono::duration_cast<std::chrono::milliseconds>(baseline_clock::now() - t).count();
 }
 
+/// Whether the baselines can reach models of type Model (baseline_memory is defined for its
+/// memory system: host models always, Thrust models with <swarmsgd/thrust.hpp>).
+template <class Model>
+concept baseline_model = requires {
+    typename baseline_memory<Model>::optimizer_type;
+};
+
 /// Readable diagnostics for the template arguments of a baseline node (the checks of
-/// swarm_node first, then host models only and the quantizer).
+/// swarm_node first, then the model's memory system and the quantizer).
 template <class Model, class Comm, class Quant>
 constexpr bool check_baseline_types() {
     static_assert(check_node_types<Model, Comm>());
     if constexpr (any_model<Model>) {
-        static_assert(std::same_as<model_system_t<Model>, host_memory>,
-                      "swarmsgd: the baseline algorithms (baselines/) train host models only "
-                      "(std::vector, Eigen, spans, lists of those); a system model (Thrust "
-                      "device vectors) is supported by swarm_node only; see docs/baselines.md");
+        static_assert(baseline_model<Model>,
+                      "swarmsgd: the baseline algorithms (baselines/) have no back end for this "
+                      "model's memory system; for Thrust device vectors include "
+                      "<swarmsgd/thrust.hpp> (thrust/baseline_memory.hpp); see docs/baselines.md");
         static_assert(quantizer_for<Quant, model_value_t<Model>>,
                       "swarmsgd: the Quant type is not a quantizer for this model's value type: "
                       "it needs id(), name(), max_encoded_size(n), encode(values, out, rng) and "

@@ -40,6 +40,7 @@
 #include "../sgd.hpp"
 #include "../stepping_node.hpp"
 #include "../topology.hpp"
+#include "baseline_memory.hpp"
 #include "common.hpp"
 
 namespace swarmsgd {
@@ -67,11 +68,12 @@ struct dpsgd_options {
     }
 };
 
-/// One node of D-PSGD. `Model` is a host model (a tensor or a list of tensors), `Comm` a
-/// communicator, `Quant` a quantizer for the models on the wire (identity by default).
-/// Satisfies stepping_node (begin_step / progress), plus blocking step() and finish(). Keeps
-/// pointers to the model, the communicator and the topology (which must outlive it). Every
-/// node must take the same number of steps.
+/// One node of D-PSGD. `Model` is a model (a tensor or a list of tensors; host, or Thrust device
+/// vectors with <swarmsgd/thrust.hpp>, staged through host memory), `Comm` a communicator, `Quant`
+/// a quantizer for the models on the wire (identity by default). Satisfies stepping_node
+/// (begin_step / progress), plus blocking step() and finish(). Keeps pointers to the model, the
+/// communicator and the topology (which must outlive it). Every node must take the same number of
+/// steps.
 template <class Model, class Comm, class Quant = typename detail::default_quantizer<Model>::type>
 class dpsgd_node {
     static_assert(detail::check_baseline_types<Model, Comm, Quant>());
@@ -94,6 +96,7 @@ public:
           options_((options.validate(), options)),
           quantizer_(std::move(quantizer)),
           size_(model_size(model)),
+          memory_(size_),
           optimizer_(options_.sgd, size_),
           random_(options_.seed, comm.rank()) {
         using detail::require;
@@ -238,7 +241,7 @@ private:
             " is not complete; call progress() until it returns true");
         detail::check_gradient(grad, size_, rank(), stats_.local_steps);
         if (!neighbours_.empty()) {
-            gather(*model_, std::span<value_type>(own_));
+            memory_.load(*model_, std::span<value_type>(own_));
             if (const auto k = detail::first_non_finite(own_.data(), size_); k != size_)
                 throw non_finite_error(concat("node ", rank(), ": model element ", k, " is ",
                                               own_[k], " at step ", stats_.local_steps,
@@ -324,13 +327,9 @@ private:
                 std::erase_if(n.inbox, [&](const arrived& a) { return a.round == round_; });
         }
         const auto start = detail::baseline_clock::now();
-        optimizer_.step(*model_, std::span<const value_type>(grad_));
+        memory_.step(optimizer_, *model_, std::span<const value_type>(grad_));
         stats_.seconds_optimizer += detail::seconds_since(start);
-        if (!neighbours_.empty())
-            for_each_part(*model_, [&](std::span<value_type> x, std::size_t offset) {
-                const value_type* d = mixing_.data() + offset;
-                for (std::size_t k = 0; k < x.size(); ++k) x[k] += d[k];
-            });
+        if (!neighbours_.empty()) memory_.add(std::span<const value_type>(mixing_), *model_);
         ++stats_.local_steps;
         ++stats_.interactions_completed;
         busy_ = false;
@@ -371,7 +370,8 @@ private:
     dpsgd_options options_;
     Quant quantizer_;
     std::size_t size_;
-    sgd<value_type> optimizer_;
+    detail::baseline_memory<Model> memory_;  // the model's memory system (host, or staged)
+    typename detail::baseline_memory<Model>::optimizer_type optimizer_;
     rng random_;
     std::vector<neighbour> neighbours_;
     double self_weight_ = 1;

@@ -56,14 +56,14 @@ struct local_sgd_options {
     }
 };
 
-/// One node of local SGD. `Model` is a host model (a tensor or a list of tensors), `Comm` a
-/// communicator, `Quant` a quantizer for the models on the wire (identity by default).
-/// Satisfies stepping_node (begin_step / progress), plus blocking step() and finish(); see
-/// detail::collective_node for the members it shares with allreduce_sgd_node. Keeps pointers
-/// to the model, the communicator and the topology (which must outlive it; the topology only
-/// fixes n: the ring runs over the ranks). Every node must take the same number of steps;
-/// finish() does not average, so a run that should end at consensus takes a multiple of H
-/// steps.
+/// One node of local SGD. `Model` is a model (a tensor or a list of tensors; host, or Thrust device
+/// vectors with <swarmsgd/thrust.hpp>, staged through host memory), `Comm` a communicator, `Quant`
+/// a quantizer for the models on the wire (identity by default). Satisfies stepping_node
+/// (begin_step / progress), plus blocking step() and finish(); see detail::collective_node for the
+/// members it shares with allreduce_sgd_node. Keeps pointers to the model, the communicator and the
+/// topology (which must outlive it; the topology only fixes n: the ring runs over the ranks). Every
+/// node must take the same number of steps; finish() does not average, so a run that should end at
+/// consensus takes a multiple of H steps.
 template <class Model, class Comm, class Quant = typename detail::default_quantizer<Model>::type>
 class local_sgd_node : public detail::collective_node<local_sgd_node<Model, Comm, Quant>, Model,
                                                       Comm, Quant, local_sgd_options> {
@@ -91,7 +91,7 @@ private:
         const auto& s = this->stats_;
         if (s.local_steps % this->options_.period != 0) return;
         auto& b = this->buffer_;
-        gather(*this->model_, std::span<value_type>(b));
+        this->memory_.load(*this->model_, std::span<value_type>(b));
         if (const auto k = detail::first_non_finite(b.data(), b.size()); k != b.size())
             throw non_finite_error(detail::concat(
                 "node ", this->rank(), ": model element ", k, " is ", b[k], " after step ",
@@ -100,7 +100,9 @@ private:
     }
 
     // The average is there: it becomes the model.
-    void complete() { scatter(std::span<const value_type>(this->buffer_), *this->model_); }
+    void complete() {
+        this->memory_.store(std::span<const value_type>(this->buffer_), *this->model_);
+    }
 };
 
 }  // namespace swarmsgd
