@@ -37,30 +37,6 @@ using test_support::baselines::step_all;
 
 namespace {
 
-/// Host models as flat vectors of V.
-template <class V>
-using host_models = std::vector<std::vector<V>>;
-
-/// Node i's objective 0.5 ||x - c_i||^2 (c_i[k] = sin(i + k)), gradient computed on a host copy
-/// of the model (any model type), plus a little seeded noise.
-struct noisy_quadratic {
-    template <class M, class V>
-    double gradient(std::size_t node, const M& x, std::span<V> g, rng& random) const {
-        std::vector<V> h(g.size());
-        if constexpr (system_model<M>)
-            to_host(x, std::span<V>(h));
-        else
-            gather(x, std::span<V>(h));
-        double loss = 0;
-        for (std::size_t k = 0; k < h.size(); ++k) {
-            g[k] = h[k] - static_cast<V>(std::sin(double(node + k))) +
-                   static_cast<V>(0.01 * (random.uniform01() - 0.5));
-            loss += 0.5 * double(g[k]) * double(g[k]);
-        }
-        return loss;
-    }
-};
-
 template <class V>
 host_models<V> initial_models(std::size_t nodes, std::size_t dim) {
     host_models<V> m(nodes, std::vector<V>(dim));

@@ -1,11 +1,13 @@
 #pragma once
 // Helpers of the Thrust tests: building system models (single vectors and lists) from host
-// values and reading them back, and the model types the typed tests run over.
+// values and reading them back, a problem whose gradient reads any model type, and the model
+// types the typed tests run over.
 
 #include <doctest/doctest.h>
 
 #include <thrust/device_vector.h>
 #include <thrust/system/cpp/vector.h>
+#include <cmath>
 #include <cstddef>
 #include <span>
 #include <swarmsgd/thrust.hpp>
@@ -71,6 +73,30 @@ std::vector<swarmsgd::model_value_t<M>> host_values(const M& m) {
     swarmsgd::to_host(m, std::span<swarmsgd::model_value_t<M>>(out));
     return out;
 }
+
+/// Host models as flat vectors of V.
+template <class V>
+using host_models = std::vector<std::vector<V>>;
+
+/// Node i's objective 0.5 ||x - c_i||^2 (c_i[k] = sin(i + k)), gradient computed on a host copy
+/// of the model (any model type), plus a little seeded noise.
+struct noisy_quadratic {
+    template <class M, class V>
+    double gradient(std::size_t node, const M& x, std::span<V> g, swarmsgd::rng& random) const {
+        std::vector<V> h(g.size());
+        if constexpr (swarmsgd::system_model<M>)
+            swarmsgd::to_host(x, std::span<V>(h));
+        else
+            swarmsgd::gather(x, std::span<V>(h));
+        double loss = 0;
+        for (std::size_t k = 0; k < h.size(); ++k) {
+            g[k] = h[k] - static_cast<V>(std::sin(double(node + k))) +
+                   static_cast<V>(0.01 * (random.uniform01() - 0.5));
+            loss += 0.5 * double(g[k]) * double(g[k]);
+        }
+        return loss;
+    }
+};
 
 }  // namespace test_support::thrust_models
 
