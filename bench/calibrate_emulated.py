@@ -7,15 +7,25 @@ examples/experiments/time_to_accuracy --model timing (the library's node code on
 network, zero gradients: only times) and compares with what was measured.
 
 The cost model, per algorithm, from its run at the first rate:
-  compute   the measured computing time per step (gradients + optimizer, 4 ranks sharing
-            2 cores included) -> --step-seconds;
+  compute   the ranks share --cores cores (processor sharing; 2 here: 4 ranks on 2 cores):
+            the time of a step computed alone is fitted so that the simulated run at the first
+            rate computes for the measured time per step (there the ranks compute together,
+            so a step takes about twice that) -> --step-seconds and --cores. DDP keeps its
+            measured (shared) step time on a core per rank (--cores 0): its measured compute
+            time per step does not fall on slower links (gloo's threads keep the cores busy
+            while it communicates). --cores 0 gives the model without sharing for everyone;
   latency   allreduce SGD and DDP: alpha such that their measured synchronization time per
             step = 2 (n - 1) alpha + the ring's transmission on the shared link; the others
             use allreduce SGD's alpha -> --latency;
-  CPU/byte  Swarm SGD: its measured communicating time per byte sent -> --local-seconds-per-byte;
+  CPU/byte  Swarm SGD: its measured communicating time per byte sent -> --local-seconds-per-byte
+            (the others: 0, their handling of bytes is inside the alpha fitted to their own
+            synchronization time);
   link      one shared link (the namespace's loopback) at the rate x --efficiency (TCP/IP and
             the token bucket: the measured aggregate of 4 flows was 98.3% of 100 Mbit/s).
-DDP is predicted as allreduce SGD with its own compute time and alpha.
+DDP is predicted as allreduce SGD with its own compute time and alpha. The allreduce is the
+simulated ring of messages (--allreduce ring), not the simulator's native collective: a real
+allreduce completes on the ranks at different times, as the ring does, so their next steps
+overlap less on the shared cores; the native collective completes everywhere at once.
 
 What is predicted: the time of the evaluation boundary at which the measured run first reached
 each target (how many epochs a run needs is the measurement; how long they take is the
@@ -59,6 +69,8 @@ def main():
     p.add_argument("--params", type=int, default=273754, help="model floats (ResNet-20, 1x28x28)")
     p.add_argument("--train-count", type=int, default=60000)
     p.add_argument("--efficiency", type=float, default=0.98)
+    p.add_argument("--cores", type=int, default=2,
+                   help="cores the ranks shared (0: a core per rank, the step time as measured)")
     a = p.parse_args()
     out = a.out or os.path.dirname(os.path.abspath(a.results))
     with open(a.results) as f:
@@ -88,22 +100,51 @@ def main():
     print(f"calibration at {base}: alpha allreduce {alphas.get('allreduce', 0) * 1e3:.3f} ms, "
           f"ddp {alphas.get('ddp', 0) * 1e3:.3f} ms; CPU {per_byte * 1e9:.3f} ns per wire byte")
 
+    def simulate(rate, alg, step, cores, csv_path):
+        """Runs the timed simulator for one run; returns its summary line's fields."""
+        sim_alg = SIMULATED.get(alg, alg)
+        cmd = [a.binary, "--model", "timing", "--params", str(a.params),
+               "--train-count", str(a.train_count), "--nodes", str(n), "--batch", str(batch),
+               "--epochs", str(epochs), "--eval-every", "0.25", "--step-seconds", str(step),
+               "--cores", str(cores), "--allreduce", "ring",
+               "--bandwidth", str(bits_per_second(rate) / 8 * a.efficiency),
+               "--links", "shared", "--latency", str(alphas.get(alg, alphas["allreduce"])),
+               "--local-seconds-per-byte", str(per_byte if alg.startswith("swarm") else 0),
+               "--topology", "ring",
+               "--warmup-epochs", "0", "--algorithms", sim_alg, "--csv", csv_path]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("summary ") and f" algorithm={sim_alg} " in line:
+                return dict(kv.split("=", 1) for kv in line.split()[1:])
+        raise SystemExit(f"calibrate_emulated: no summary for {sim_alg} in: {' '.join(cmd)}")
+
+    # The step time alone: fitted at the first rate (a fixed point, 4 tries at most).
+    solo, cores_of = {}, {}
+    for alg in algorithms:
+        measured = runs[(base, alg)]["compute_per_step"]
+        cores_of[alg] = 0 if (a.cores == 0 or alg == "ddp") else a.cores
+        if cores_of[alg] == 0:
+            solo[alg] = measured
+            continue
+        step = measured * min(a.cores, n) / n
+        for _ in range(4):
+            row = simulate(base, alg, step, cores_of[alg], os.path.join(out, "fit.csv"))
+            predicted = float(row["seconds"]) * (1 - float(row["sync_share"])) / steps
+            if abs(predicted / measured - 1) < 0.002:
+                break
+            step *= measured / predicted
+        solo[alg] = step
+    print("step time alone: " + ", ".join(f"{alg} {solo[alg] * 1e3:.1f} ms"
+                                          f"{' (shared cores)' if cores_of[alg] else ''}"
+                                          for alg in algorithms))
+
     lines, table = [], []
     for rate in rates:
         for alg in algorithms:
             measured = runs[(rate, alg)]
             sim_alg = SIMULATED.get(alg, alg)
-            calib = runs[(base, alg)]
-            step = calib["compute_per_step"]
             csv_path = os.path.join(out, f"predict_{rate}_{alg}.csv")
-            cmd = [a.binary, "--model", "timing", "--params", str(a.params),
-                   "--train-count", str(a.train_count), "--nodes", str(n), "--batch", str(batch),
-                   "--epochs", str(epochs), "--eval-every", "0.25", "--step-seconds", str(step),
-                   "--bandwidth", str(bits_per_second(rate) / 8 * a.efficiency),
-                   "--links", "shared", "--latency", str(alphas.get(alg, alphas["allreduce"])),
-                   "--local-seconds-per-byte", str(per_byte), "--topology", "ring",
-                   "--warmup-epochs", "0", "--algorithms", sim_alg, "--csv", csv_path]
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            simulate(rate, alg, solo[alg], cores_of[alg], csv_path)
             with open(csv_path) as f:
                 predicted = [(float(r["epoch"]), float(r["seconds"]))
                              for r in csv.DictReader(f) if r["algorithm"] == sim_alg]
@@ -135,7 +176,10 @@ def main():
     for line in lines:
         print(line)
     with open(os.path.join(out, "calibration.md"), "w") as f:
-        f.write(f"Calibrated at {base}: alpha (allreduce SGD) = "
+        f.write(f"Calibrated at {base}: {a.cores or 'a core per rank'}"
+                f"{' shared cores' if a.cores else ''}; step time alone "
+                + ", ".join(f"{alg} {solo[alg] * 1e3:.1f} ms" for alg in algorithms)
+                + f"; alpha (allreduce SGD) = "
                 f"{alphas.get('allreduce', 0) * 1e3:.3f} ms, alpha (DDP) = "
                 f"{alphas.get('ddp', 0) * 1e3:.3f} ms, CPU per wire byte = {per_byte * 1e9:.3f} ns, "
                 f"link efficiency {a.efficiency}\n\n")

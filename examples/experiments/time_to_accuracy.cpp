@@ -71,10 +71,12 @@ struct options {
     double lr = 0.1;                      // default learning rate of every algorithm
     std::map<std::string, double> lr_of;  // --lr-<algorithm>
     double momentum = 0.9;
-    double warmup_epochs = 1.0;  // linear warm-up, then cosine decay to 0 at the budget
-    double step_seconds = 0.2;   // compute time of one local step
-    double latency = 2e-6;       // alpha, seconds
-    double bandwidth = 0;        // beta, bytes/s (0: from --ratio)
+    double warmup_epochs = 1.0;    // linear warm-up, then cosine decay to 0 at the budget
+    double step_seconds = 0.2;     // compute time of one local step
+    std::size_t cores = 0;         // cores the nodes share (0: a core per node)
+    bool native_allreduce = true;  // allreduce/local SGD: the network's native collective
+    double latency = 2e-6;         // alpha, seconds
+    double bandwidth = 0;          // beta, bytes/s (0: from --ratio)
     swarmsgd::link_model links = swarmsgd::link_model::per_node;
     double local_seconds_per_byte = 2e-10;  // CPU cost of handling one wire byte
     std::string topology = "expander";      // graph of the decentralized algorithms
@@ -92,7 +94,8 @@ struct options {
         "[--stragglers F] [--slowdown K] [--epochs E] [--target ACC] [--eval-every E] "
         "[--batch B] [--model mlp|resnet20|timing] [--params N] [--train-count N] [--hidden H] "
         "[--lr R] [--lr-<algorithm> R] [--momentum M] "
-        "[--warmup-epochs E] [--step-seconds S] [--latency S] [--bandwidth BYTES_PER_S] "
+        "[--warmup-epochs E] [--step-seconds S] [--cores C] [--allreduce native|ring] [--latency "
+        "S] [--bandwidth BYTES_PER_S] "
         "[--links per-node|shared] [--local-seconds-per-byte S] "
         "[--topology expander|ring|torus|complete|hypercube] [--seed S] "
         "[--train-limit N] [--test-limit N] [--csv FILE] [--data DIR]\n"
@@ -156,6 +159,13 @@ options parse(int argc, char** argv) {
             o.warmup_epochs = number(0, 1e4);
         else if (arg == "--step-seconds")
             o.step_seconds = number(1e-9, 1e6);
+        else if (arg == "--allreduce") {
+            const std::string v = value();
+            if (v != "native" && v != "ring")
+                usage("--allreduce must be native or ring, got '" + v + "'");
+            o.native_allreduce = v == "native";
+        } else if (arg == "--cores")
+            o.cores = static_cast<std::size_t>(number(0, 1e6));
         else if (arg == "--params")
             o.params = static_cast<std::size_t>(number(1, 1e10));
         else if (arg == "--train-count")
@@ -315,7 +325,8 @@ result run(const environment& env, Problem& problem, const algorithm_spec& spec,
     swarmsgd::timed_options timed;
     timed.compute = {.step_seconds = o.step_seconds,
                      .straggler_fraction = o.stragglers,
-                     .straggler_slowdown = o.slowdown};
+                     .straggler_slowdown = o.slowdown,
+                     .cores = o.cores};
     timed.network = env.network;
     timed.seed = o.seed;
     if (spec.kind == "dpsgd") timed.wait_graph = &env.graph;
@@ -394,6 +405,7 @@ result run_algorithm(const environment& env, const algorithm_spec& spec, double 
                        swarmsgd::allreduce_sgd_options a;
                        a.sgd = sgd;
                        a.timeout = never;
+                       a.use_native_collective = env.opt.native_allreduce;
                        return swarmsgd::allreduce_sgd_node(m, c, graph, a);
                    });
     if (spec.kind == "local")
@@ -403,6 +415,7 @@ result run_algorithm(const environment& env, const algorithm_spec& spec, double 
                        a.sgd = sgd;
                        a.period = spec.h;
                        a.timeout = never;
+                       a.use_native_collective = env.opt.native_allreduce;
                        return swarmsgd::local_sgd_node(m, c, graph, a);
                    });
     if (spec.kind == "dpsgd")
@@ -541,12 +554,15 @@ int main(int argc, char** argv) try {
     std::printf(
         "time_to_accuracy: %s (%zu parameters, %.1f KiB fp32), Fashion-MNIST (%zu train), n = "
         "%zu, batch %zu per node, %.2f epochs, target %.1f%%\n"
-        "  compute %.3f s per step, stragglers %.0f%% at %.1fx; network alpha = %.2e s, beta = "
+        "  compute %.3f s per step (%s), stragglers %.0f%% at %.1fx; network alpha = %.2e s, beta "
+        "= "
         "%.3e B/s (%.3f Gbit/s, %s): one allreduce of the model = %.4f s = ratio %.3g; graph %s\n",
         work.description.c_str(), work.initial.size(),
         static_cast<double>(work.initial.size() * 4) / 1024, work.train_count, n, o.batch, o.epochs,
-        100 * o.target, o.step_seconds, 100 * o.stragglers, o.slowdown, network.latency_seconds,
-        network.bandwidth_bytes_per_second, network.bandwidth_bytes_per_second * 8e-9,
+        100 * o.target, o.step_seconds,
+        o.cores == 0 ? "a core per node" : (std::to_string(o.cores) + " shared cores").c_str(),
+        100 * o.stragglers, o.slowdown, network.latency_seconds, network.bandwidth_bytes_per_second,
+        network.bandwidth_bytes_per_second * 8e-9,
         network.links == swarmsgd::link_model::shared ? "one shared link" : "a link per node",
         allreduce_seconds, o.ratio, graph.name().c_str());
 

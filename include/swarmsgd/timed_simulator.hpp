@@ -4,7 +4,8 @@
 /// (swarm_node, or a baseline of baselines/: every stepping_node) on one thread, each node
 /// with its own clock, over a timed_network that charges every message its alpha-beta cost.
 /// - A local step takes a time drawn from a compute_model: a mean, a jitter, a fixed set of
-///   straggler nodes that are k times slower, and random pauses.
+///   straggler nodes that are k times slower, and random pauses; on a core of its own, or
+///   on cores the nodes share (processor sharing: compute_model::cores).
 /// - At the end of its step a node computes its gradient (on its model, which nothing changes
 ///   while it computes: messages wait in its inbox, as on a node that polls between steps) and
 ///   calls begin_step; a node whose step is not complete (a synchronous algorithm waiting for
@@ -25,7 +26,6 @@
 #include <functional>
 #include <limits>
 #include <memory>
-#include <queue>
 #include <span>
 #include <type_traits>
 #include <utility>
@@ -33,6 +33,7 @@
 
 #include "communicators/timed.hpp"
 #include "consensus.hpp"
+#include "detail/processor_sharing.hpp"
 #include "errors.hpp"
 #include "model.hpp"
 #include "problem.hpp"
@@ -57,6 +58,12 @@ struct compute_model {
     double pause_probability = 0.0;
     /// Seconds of such a pause.
     double pause_seconds = 0.0;
+    /// Cores the nodes share. 0: a core per node (a step takes its drawn time). Otherwise
+    /// processor sharing: while k nodes compute, each step progresses at min(1, cores / k)
+    /// seconds of its drawn time per second (several ranks on one machine, e.g. 4 ranks on
+    /// 2 cores). Only local steps use the cores; message handling is charged apart
+    /// (network_model::local_seconds_per_byte).
+    std::size_t cores = 0;
 
     /// Throws invalid_argument_error naming the offending value.
     void validate() const {
@@ -183,6 +190,7 @@ public:
             slowdown_[order[k]] = options_.compute.straggler_slowdown;
         gradient_.assign(size, value_type(0));
         last_loss_.assign(n, 0.0);
+        cpu_ = detail::processor_sharing(options_.compute.cores);
     }
 
     timed_simulator(const timed_simulator&) = delete;
@@ -203,8 +211,7 @@ public:
             if (state_[i].phase == node_phase::idle)
                 try_start(i, std::max(now_, state_[i].free_at));
         while (true) {
-            const double next_compute =
-                computes_.empty() ? std::numeric_limits<double>::infinity() : computes_.top().time;
+            const double next_compute = cpu_.next_event();
             const double next_message = network_->next_event();
             if (std::isinf(next_compute) && std::isinf(next_message)) break;
             if (next_message <= next_compute) {
@@ -212,11 +219,12 @@ public:
                 now_ = network_->now();
                 if (i) on_message(*i);
             } else {
-                const auto event = computes_.top();
-                computes_.pop();
-                now_ = event.time;
+                now_ = next_compute;
                 network_->set_now(now_);
-                end_compute(event.node);
+                if (const auto done = cpu_.advance()) {
+                    times_[done->node].computing += done->seconds;
+                    end_compute(done->node);
+                }
             }
             while (!completed_.empty()) {
                 const std::size_t i = completed_.back();
@@ -295,14 +303,6 @@ private:
         /// few k (k % 4); the current step's is began[steps % 4].
         std::array<double, 4> began{};
     };
-    struct compute_event {
-        double time;
-        std::uint64_t sequence;
-        std::size_t node;
-        bool operator<(const compute_event& o) const noexcept {
-            return time != o.time ? time > o.time : sequence > o.sequence;
-        }
-    };
 
     double draw_step_seconds(std::size_t i) {
         const auto& c = options_.compute;
@@ -322,10 +322,8 @@ private:
         }
         ++s.started;
         ++started_total_;
-        const double duration = draw_step_seconds(i);
-        times_[i].computing += duration;
         s.phase = node_phase::computing;
-        computes_.push({t + duration, sequence_++, i});
+        cpu_.start(i, t, draw_step_seconds(i));
     }
 
     std::uint64_t handled_bytes(std::size_t i) const {
@@ -418,11 +416,10 @@ private:
     std::vector<double> slowdown_;
     std::vector<value_type> gradient_;
     std::vector<double> last_loss_;
-    std::priority_queue<compute_event> computes_;
+    detail::processor_sharing cpu_;  // the local steps in progress
     std::vector<std::size_t> completed_;
     timed_budget budget_;
     double now_ = 0;
-    std::uint64_t sequence_ = 0;
     std::uint64_t started_total_ = 0;
     std::uint64_t completed_total_ = 0;
 };

@@ -1,8 +1,10 @@
 // The timed network (alpha-beta costs, link queues, FIFO order) and the discrete-event timed
-// simulator: step-time model, budgets, time accounting, bit-reproducibility, Swarm SGD's
-// invariants in simulated time, and the error for a stalled synchronous run.
+// simulator: step-time model (cores of their own or shared), budgets, time accounting,
+// bit-reproducibility, Swarm SGD's invariants in simulated time, and the error for a stalled
+// synchronous run.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -10,6 +12,8 @@
 #include <swarmsgd/quantizers/lattice.hpp>
 #include <swarmsgd/swarmsgd.hpp>
 #include <swarmsgd/timed_simulator.hpp>
+#include <utility>
+#include <vector>
 
 #include "problems.hpp"
 
@@ -225,6 +229,132 @@ TEST_CASE("timed simulator: a synchronous algorithm's times follow the cost mode
         CHECK(t.waiting == doctest::Approx(0.0));
         CHECK(sim.network().bytes_sent(i) == 5 * 3 * 100);
     }
+}
+
+TEST_CASE("processor sharing: a core each, or shared cores at min(1, cores / k) each") {
+    using detail::processor_sharing;
+    auto drain = [](processor_sharing& cpu) {
+        std::vector<std::pair<std::size_t, std::array<double, 2>>> out;  // node, {end, seconds}
+        while (cpu.next_event() < std::numeric_limits<double>::infinity()) {
+            const double t = cpu.next_event();
+            if (auto f = cpu.advance()) out.push_back({f->node, {t, f->seconds}});
+        }
+        return out;
+    };
+    SUBCASE("a core each: a computation ends at its start + its work") {
+        processor_sharing cpu;
+        cpu.start(0, 0.0, 3.0);
+        cpu.start(1, 0.5, 1.0);
+        cpu.start(2, 0.5, 1.0);
+        const auto out = drain(cpu);
+        REQUIRE(out.size() == 3);
+        CHECK(out[0].first == 1);  // ties in end time: the order of start()
+        CHECK(out[1].first == 2);
+        CHECK(out[0].second[0] == 1.5);
+        CHECK(out[2].second == std::array<double, 2>{3.0, 3.0});
+    }
+    SUBCASE("4 computations on 2 cores take twice as long together") {
+        processor_sharing cpu(2);
+        for (std::size_t i = 0; i < 4; ++i) cpu.start(i, 0.0, 1.0);
+        CHECK(cpu.computing() == 0);  // they join at their start event
+        const auto out = drain(cpu);
+        REQUIRE(out.size() == 4);
+        for (const auto& [node, t] : out) {
+            CHECK(t[0] == doctest::Approx(2.0));
+            CHECK(t[1] == doctest::Approx(2.0));
+        }
+    }
+    SUBCASE("staggered starts on one core: the rate changes when the second joins and leaves") {
+        // A (work 1) alone on [0, 0.5): 0.5 done. Both at rate 1/2: A's last 0.5 takes 1 s, so A
+        // ends at 1.5 with B half done; B alone does its last 0.5 by 2.0.
+        processor_sharing cpu(1);
+        cpu.start(0, 0.0, 1.0);
+        cpu.start(1, 0.5, 1.0);
+        const auto out = drain(cpu);
+        REQUIRE(out.size() == 2);
+        CHECK(out[0].first == 0);
+        CHECK(out[0].second[0] == doctest::Approx(1.5));
+        CHECK(out[0].second[1] == doctest::Approx(1.5));
+        CHECK(out[1].first == 1);
+        CHECK(out[1].second[0] == doctest::Approx(2.0));
+        CHECK(out[1].second[1] == doctest::Approx(1.5));
+    }
+    SUBCASE("as many cores as computations: a core each") {
+        processor_sharing cpu(3);
+        cpu.start(0, 0.0, 2.0);
+        cpu.start(1, 1.0, 2.0);
+        cpu.start(2, 1.5, 0.25);
+        const auto out = drain(cpu);
+        REQUIRE(out.size() == 3);
+        CHECK(out[0].first == 2);
+        CHECK(out[0].second[0] == doctest::Approx(1.75));
+        CHECK(out[1].second[0] == doctest::Approx(2.0));
+        CHECK(out[2].second[0] == doctest::Approx(3.0));
+    }
+}
+
+TEST_CASE("timed simulator: nodes sharing cores compute slower together, not when others wait") {
+    const std::size_t n = 4;
+    zero_gradient problem;
+    auto run = [&](std::size_t cores, double bandwidth) {
+        std::vector<std::vector<double>> models(n, std::vector<double>(2, 0.0));
+        timed_options options;
+        options.compute.step_seconds = 1.0;
+        options.compute.cores = cores;
+        options.network = {.latency_seconds = 0.0, .bandwidth_bytes_per_second = bandwidth};
+        timed_simulator sim(models, problem, options,
+                            [](std::size_t i, std::vector<double>&, timed_network::endpoint& c) {
+                                return barrier_node(i, c, 100);
+                            });
+        sim.run({.steps_per_node = 3});
+        return std::pair{sim.now(), sim.times(0).computing};
+    };
+    // A fast network: the 4 nodes always compute together, each step takes 2 s on 2 cores.
+    const auto [own, own_computing] = run(0, 1e12);
+    const auto [shared, shared_computing] = run(2, 1e12);
+    CHECK(own == doctest::Approx(3.0));
+    CHECK(shared == doctest::Approx(6.0));
+    CHECK(own_computing == doctest::Approx(3.0));
+    CHECK(shared_computing == doctest::Approx(6.0));
+    CHECK(run(4, 1e12).first == doctest::Approx(3.0));
+    // Swarm SGD never waits: its nodes always compute together.
+    std::vector<std::vector<double>> models(n, std::vector<double>(3, 1.0));
+    const auto graph = topology::complete(n);
+    timed_options options;
+    options.compute.step_seconds = 0.5;
+    options.compute.cores = 1;
+    timed_simulator sim(models, problem, options,
+                        [&](std::size_t, std::vector<double>& m, timed_network::endpoint& c) {
+                            swarm_options o;
+                            o.sgd.learning_rate = 0.1;
+                            return swarm_node(m, c, graph, o);
+                        });
+    sim.run({.steps_per_node = 4});
+    CHECK(sim.times(0).computing == doctest::Approx(4 * 0.5 * 4));
+}
+
+TEST_CASE("timed simulator: a straggler sharing the cores computes alone at full speed") {
+    // 2 nodes on 1 core, node 1 three times slower: they share the core while both compute
+    // (each at half speed), then the straggler finishes alone while node 0 waits for it.
+    const std::size_t n = 2;
+    std::vector<std::vector<double>> models(n, std::vector<double>(2, 0.0));
+    zero_gradient problem;
+    timed_options options;
+    options.compute = {
+        .step_seconds = 1.0, .straggler_fraction = 0.5, .straggler_slowdown = 3.0, .cores = 1};
+    options.network = {.latency_seconds = 0.0, .bandwidth_bytes_per_second = 1e12};
+    timed_simulator sim(models, problem, options,
+                        [](std::size_t i, std::vector<double>&, timed_network::endpoint& c) {
+                            return barrier_node(i, c, 10);
+                        });
+    sim.run({.steps_per_node = 1});
+    // Both at rate 1/2 until the fast one's 1 s of work is done (t = 2, the slow one has done
+    // 1 of 3), then the slow one alone: 2 more seconds.
+    CHECK(sim.now() == doctest::Approx(4.0));
+    const std::size_t slow = sim.slowdown(0) > 1 ? 0 : 1;
+    CHECK(sim.times(slow).computing == doctest::Approx(4.0));
+    CHECK(sim.times(1 - slow).computing == doctest::Approx(2.0));
+    CHECK(sim.times(1 - slow).waiting == doctest::Approx(2.0));
 }
 
 TEST_CASE("timed simulator: stragglers are a fixed seeded set, and the others wait for them") {
