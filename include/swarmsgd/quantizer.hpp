@@ -91,4 +91,33 @@ concept exact_quantizer_for = quantizer_for<Q, V> &&
     q.check_raw_payload(payload, n);
 };
 
+/// OPTIONAL capability of a quantizer: recovery of failed decodes. A quantizer that can fail
+/// to decode (it lists the ranges in decode_result::failed) and adapts to the distances it
+/// sees opts in with three members:
+/// - `q.observe(mine, theirs)`: the sender's and the receiver's reconstructions of one
+///   exchange (two spans of V), after a successful decode;
+/// - `q.observe_distance(d)`: the same with the distance max |mine - theirs| already computed
+///   (a back end that keeps the models in device memory computes it there);
+/// - `q.on_failure(d)`: one of ITS OWN messages failed to decode at the partner, `d` being the
+///   distance measured over the failed ranges (0 when unknown).
+/// swarm_node then recovers every failed range at full precision (a fallback section in the
+/// reply, a fixup message when the responder could not decode the request) instead of
+/// refusing the message; see docs/algorithm.md. The lattice quantizer does. A quantizer with
+/// some of these members and not all is refused at compile time by swarm_node.
+template <class Q, class V>
+concept recovering_quantizer_for = quantizer_for<Q, V> &&
+    requires(Q& q, double d, std::span<const V> a) {
+    q.observe(a, a);
+    q.observe_distance(d);
+    q.on_failure(d);
+};
+
+/// Whether Q has any of the members of recovering_quantizer_for (to refuse a partial one).
+template <class Q, class V>
+concept has_any_recovery_member = requires(Q& q, double d, std::span<const V> a) {
+    q.observe(a, a);
+}
+|| requires(Q& q, double d) { q.observe_distance(d); }
+|| requires(Q& q, double d) { q.on_failure(d); };
+
 }  // namespace swarmsgd

@@ -202,15 +202,17 @@ public:
     /// are the same either way.
     static constexpr bool exact = memory_type::host && exact_quantizer_for<Quant, value_type>;
 
-    /// True when the quantizer can fail to decode and adapts to the distances it sees (the
-    /// lattice quantizer: `observe(mine, theirs)` and `on_failure(distance)`). The node then
-    /// recovers every failed range at full precision (a fallback section in the reply, and a
-    /// fixup message when the responder could not decode the request), so a model is never
-    /// corrupted and the mean stays exact; see docs/algorithm.md.
-    static constexpr bool recovers = requires(Quant & q, double d, std::span<const value_type> a) {
-        q.on_failure(d);
-        q.observe(a, a);
-    };
+    /// True when the quantizer has the recovering capability (recovering_quantizer_for in
+    /// quantizer.hpp: it can fail to decode and adapts to the distances it sees, as the lattice
+    /// quantizer). The node then recovers every failed range at full precision (a fallback
+    /// section in the reply, and a fixup message when the responder could not decode the
+    /// request), so a model is never corrupted and the mean stays exact; see docs/algorithm.md.
+    static constexpr bool recovers = recovering_quantizer_for<Quant, value_type>;
+    static_assert(recovers || !has_any_recovery_member<Quant, value_type>,
+                  "swarmsgd: this quantizer has some of the members of the recovering "
+                  "capability (observe(mine, theirs), observe_distance(d), on_failure(d)) but not "
+                  "all three; provide all of them (recovering_quantizer_for in quantizer.hpp) or "
+                  "none");
 
     /// Binds a node to its model, communicator endpoint and topology. Validates the options
     /// and that the topology has as many nodes as the communicator.

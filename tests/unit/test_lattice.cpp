@@ -21,6 +21,7 @@
 #include <swarmsgd/errors.hpp>
 #include <swarmsgd/message.hpp>
 #include <swarmsgd/quantizer.hpp>
+#include <swarmsgd/quantizers/identity.hpp>
 #include <swarmsgd/quantizers/lattice.hpp>
 #include <swarmsgd/random.hpp>
 
@@ -32,6 +33,10 @@ using swarmsgd::rng;
 static_assert(swarmsgd::quantizer_for<lattice_quantizer<float>, float>);
 static_assert(swarmsgd::quantizer_for<lattice_quantizer<double>, double>);
 static_assert(!swarmsgd::quantizer_for<lattice_quantizer<float>, double>);
+static_assert(swarmsgd::recovering_quantizer_for<lattice_quantizer<float>, float>);
+static_assert(swarmsgd::recovering_quantizer_for<lattice_quantizer<double>, double>);
+static_assert(!swarmsgd::recovering_quantizer_for<swarmsgd::identity_quantizer<float>, float>);
+static_assert(!swarmsgd::has_any_recovery_member<swarmsgd::identity_quantizer<float>, float>);
 static_assert(!swarmsgd::quantizer_for<lattice_quantizer<double>, float>);
 static_assert(lattice_quantizer<float>::format_id == 6);
 
