@@ -8,6 +8,11 @@
 ///                        u32 sender rank | u64 interaction id | u32 payload bytes
 ///   payload header (16): u16 quantizer id | u8 value bytes (4/8) | u8 reserved |
 ///                        u32 reserved | u64 element count | quantizer parameters | data
+///   failure payload:     u8 failure_code | the reason, UTF-8 text (no terminator)
+///   fallback section:    u32 range count | per range: u64 begin, u64 end, u8 needs_fixup |
+///                        the values of every range in order, raw (float or double)
+///     after a reply's quantized payload (flag_fallback; then a u64 length of the quantized
+///     part ends the message), and the whole payload of a fixup (needs_fixup = 0).
 
 #include <array>
 #include <bit>
@@ -16,6 +21,8 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "errors.hpp"
 #include "version.hpp"
@@ -31,7 +38,7 @@ enum class message_kind : std::uint8_t {
     reply = 2,         ///< responder's snapshot; apply your half
     pull_request = 3,  ///< "send me your model" (authors' one-sided pull variant)
     pull_reply = 4,    ///< a model sent in answer to a pull request; the sender did not change
-    failure = 5,       ///< the sender could not take part; payload is a UTF-8 reason
+    failure = 5,       ///< the sender could not take part; a failure payload
     fixup = 6,         ///< full-precision values for ranges the partner could not decode (recovery)
     declined = 7,      ///< a crossed request the receiver does not serve (see swarm_node)
     /// A chunk of a ring allreduce (baselines/ring_allreduce.hpp): `interaction` holds the
@@ -192,5 +199,136 @@ inline void write_payload_header(std::span<std::byte> out, const payload_header&
                                          " elements, the receiving model has ", expected_count));
     return h;
 }
+
+/// Error category carried by a failure message, so the peer rethrows the same type.
+enum class failure_code : std::uint8_t {
+    other = 0,          ///< swarmsgd::error
+    size_mismatch = 1,  ///< size_mismatch_error
+    malformed = 2,      ///< message_error
+    non_finite = 3,     ///< non_finite_error
+};
+
+/// The payload of a failure message: the code, then `reason`.
+[[nodiscard]] inline std::vector<std::byte> failure_payload(failure_code code,
+                                                            std::string_view reason) {
+    std::vector<std::byte> payload(1 + reason.size());
+    payload[0] = static_cast<std::byte>(code);
+    if (!reason.empty()) std::memcpy(payload.data() + 1, reason.data(), reason.size());
+    return payload;
+}
+
+/// A failure payload read back (any bytes are accepted: an unknown code reads as `other`).
+struct failure_report {
+    failure_code code = failure_code::other;  ///< the category of the peer's error
+    std::string reason;                       ///< the peer's message
+};
+
+/// Reads a failure payload.
+[[nodiscard]] inline failure_report read_failure_payload(std::span<const std::byte> payload) {
+    failure_report r;
+    if (payload.empty()) return r;
+    const auto code = static_cast<std::uint8_t>(payload[0]);
+    if (code <= static_cast<std::uint8_t>(failure_code::non_finite))
+        r.code = static_cast<failure_code>(code);
+    r.reason.assign(reinterpret_cast<const char*>(payload.data()) + 1, payload.size() - 1);
+    return r;
+}
+
+/// Throws the exception of category `code` with `text`.
+[[noreturn]] inline void throw_failure(failure_code code, const std::string& text) {
+    switch (code) {
+        case failure_code::size_mismatch: throw size_mismatch_error(text);
+        case failure_code::malformed: throw message_error(text);
+        case failure_code::non_finite: throw non_finite_error(text);
+        case failure_code::other: break;
+    }
+    throw error(text);
+}
+
+namespace detail {
+
+/// A range of a fallback section (values sent at full precision because a quantizer could not
+/// decode them); needs_fixup: the sender could not decode it either and waits for the
+/// receiver's values (a fixup message).
+struct fallback_range {
+    std::size_t begin = 0;     ///< first element
+    std::size_t end = 0;       ///< one past the last
+    bool needs_fixup = false;  ///< the sender waits for a fixup of this range
+    friend bool operator==(const fallback_range&, const fallback_range&) = default;
+};
+
+/// Bytes of one range in a fallback section's header.
+inline constexpr std::size_t fallback_range_bytes = 17;
+
+/// Number of elements in the ranges.
+[[nodiscard]] inline std::size_t range_elements(std::span<const fallback_range> ranges) {
+    std::size_t n = 0;
+    for (const auto& r : ranges) n += r.end - r.begin;
+    return n;
+}
+
+/// Appends a section for `ranges` of elements of `value_size` bytes to `out`: writes its
+/// header (u32 count | per range u64 begin, u64 end, u8 needs_fixup) and returns where the
+/// ranges' values go, in order (the caller copies them from wherever the model lives).
+[[nodiscard]] inline std::byte* append_fallback_header(std::vector<std::byte>& out,
+                                                       std::span<const fallback_range> ranges,
+                                                       std::size_t value_size) {
+    const std::size_t start = out.size();
+    out.resize(start + 4 + ranges.size() * fallback_range_bytes +
+               range_elements(ranges) * value_size);
+    std::byte* p = out.data() + start;
+    store<std::uint32_t>(p, static_cast<std::uint32_t>(ranges.size()));
+    p += 4;
+    for (const auto& r : ranges) {
+        store<std::uint64_t>(p, r.begin);
+        store<std::uint64_t>(p + 8, r.end);
+        store<std::uint8_t>(p + 16, r.needs_fixup ? 1 : 0);
+        p += fallback_range_bytes;
+    }
+    return p;
+}
+
+/// A parsed fallback section: the ranges and where their raw values start.
+struct fallback_section {
+    std::vector<fallback_range> ranges;  ///< sorted, disjoint, non-empty, inside the model
+    const std::byte* values = nullptr;   ///< raw values of every range, in order
+};
+
+/// Parses and validates a section of values of type V that must fill `in` exactly, for a
+/// model of `size` elements; throws message_error naming `what` and the defect.
+template <class V>
+[[nodiscard]] fallback_section read_fallback(std::span<const std::byte> in, std::size_t size,
+                                             const char* what) {
+    if (in.size() < 4)
+        throw message_error(
+            concat(what, ": fallback section of ", in.size(), " bytes is truncated"));
+    const auto count = load<std::uint32_t>(in.data());
+    if ((in.size() - 4) / fallback_range_bytes < count)
+        throw message_error(concat(what, ": fallback section announces ", count,
+                                   " ranges but has only ", in.size(), " bytes"));
+    fallback_section s;
+    const std::byte* p = in.data() + 4;
+    std::size_t elements = 0, previous_end = 0;
+    for (std::uint32_t i = 0; i < count; ++i, p += fallback_range_bytes) {
+        fallback_range r{load<std::uint64_t>(p), load<std::uint64_t>(p + 8),
+                         load<std::uint8_t>(p + 16) != 0};
+        if (load<std::uint8_t>(p + 16) > 1 || r.begin >= r.end || r.end > size ||
+            (i > 0 && r.begin < previous_end))
+            throw message_error(concat(what, ": fallback range ", i, " [", r.begin, ", ", r.end,
+                                       ") is empty, unsorted, overlapping or outside the model of ",
+                                       size, " elements"));
+        previous_end = r.end;
+        elements += r.end - r.begin;
+        s.ranges.push_back(r);
+    }
+    const std::size_t expected = 4 + count * fallback_range_bytes + elements * sizeof(V);
+    if (in.size() != expected)
+        throw message_error(concat(what, ": fallback section has ", in.size(), " bytes, expected ",
+                                   expected, " for ", count, " ranges of ", elements, " elements"));
+    s.values = p;
+    return s;
+}
+
+}  // namespace detail
 
 }  // namespace swarmsgd

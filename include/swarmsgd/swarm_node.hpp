@@ -166,14 +166,6 @@ struct node_memory<Model, Quant, host_memory> {
         optimizer.step(m, grad);
     }
 };
-
-/// Error category carried by a failure message, so the peer rethrows the same type.
-enum class failure_code : std::uint8_t {
-    other = 0,
-    size_mismatch = 1,
-    malformed = 2,
-    non_finite = 3
-};
 }  // namespace detail
 
 /// One node of a Swarm SGD swarm. `Model` is a tensor or a list of tensors (see model.hpp),
@@ -612,11 +604,11 @@ private:
             quantizer_.write_raw_header(payload, size_);            // the reply's header
             post(e.sender, message_kind::reply, e.interaction, std::move(bytes));
         } catch (const size_mismatch_error& err) {
-            refuse(e.sender, e.interaction, detail::failure_code::size_mismatch, err);
+            refuse(e.sender, e.interaction, failure_code::size_mismatch, err);
         } catch (const message_error& err) {
-            refuse(e.sender, e.interaction, detail::failure_code::malformed, err);
+            refuse(e.sender, e.interaction, failure_code::malformed, err);
         } catch (const non_finite_error& err) {
-            refuse(e.sender, e.interaction, detail::failure_code::non_finite, err);
+            refuse(e.sender, e.interaction, failure_code::non_finite, err);
         }
         ++stats_.interactions_served;
     }
@@ -722,15 +714,10 @@ private:
     }
 
     /// Tells `peer` why this node refuses an interaction, then rethrows locally.
-    [[noreturn]] void refuse(std::size_t peer, std::uint64_t id, detail::failure_code code,
+    [[noreturn]] void refuse(std::size_t peer, std::uint64_t id, failure_code code,
                              const std::exception& e) {
-        std::string reason = e.what();
-        std::vector<std::byte> payload(1 + reason.size());
-        payload[0] = static_cast<std::byte>(code);
-        std::transform(reason.begin(), reason.end(), payload.begin() + 1,
-                       [](char c) { return static_cast<std::byte>(c); });
         try {
-            send(peer, message_kind::failure, id, nullptr, payload);
+            send(peer, message_kind::failure, id, nullptr, failure_payload(code, e.what()));
         } catch (...) {  // the local error matters more than the courtesy message
         }
         throw;
@@ -787,11 +774,11 @@ private:
             else
                 send_reply_of_own(e);
         } catch (const size_mismatch_error& err) {
-            refuse(e.sender, e.interaction, detail::failure_code::size_mismatch, err);
+            refuse(e.sender, e.interaction, failure_code::size_mismatch, err);
         } catch (const message_error& err) {
-            refuse(e.sender, e.interaction, detail::failure_code::malformed, err);
+            refuse(e.sender, e.interaction, failure_code::malformed, err);
         } catch (const non_finite_error& err) {
-            refuse(e.sender, e.interaction, detail::failure_code::non_finite, err);
+            refuse(e.sender, e.interaction, failure_code::non_finite, err);
         }
         apply_half_difference(own_);
         ++stats_.interactions_served;
@@ -1038,25 +1025,13 @@ private:
     }
 
     [[noreturn]] void peer_failed(const envelope& e, std::span<const std::byte> payload) {
-        using detail::concat;
-        std::string reason;
-        auto code = detail::failure_code::other;
-        if (!payload.empty()) {
-            code = static_cast<detail::failure_code>(payload[0]);
-            for (auto b : payload.subspan(1)) reason.push_back(static_cast<char>(b));
-        }
+        const failure_report report = read_failure_payload(payload);
         std::erase_if(in_flight_, [&](const pending& p) {
             return p.id == e.interaction && p.peer == e.sender;
         });
-        const std::string text = concat("node ", rank(), ": node ", e.sender,
-                                        " refused interaction ", e.interaction, ": ", reason);
-        switch (code) {
-            case detail::failure_code::size_mismatch: throw size_mismatch_error(text);
-            case detail::failure_code::malformed: throw message_error(text);
-            case detail::failure_code::non_finite: throw non_finite_error(text);
-            case detail::failure_code::other: break;
-        }
-        throw error(text);
+        throw_failure(report.code,
+                      detail::concat("node ", rank(), ": node ", e.sender, " refused interaction ",
+                                     e.interaction, ": ", report.reason));
     }
 
     void check_timeouts() {

@@ -424,3 +424,50 @@ TEST_CASE("decode_result counts failed elements") {
     CHECK_FALSE(r.ok());
     CHECK(r.failed_elements() == 4);
 }
+
+TEST_CASE("failure payload: code and reason round trip; the peer rethrows the same category") {
+    using swarmsgd::failure_code;
+    const auto p = swarmsgd::failure_payload(failure_code::non_finite, "element 3 is nan");
+    REQUIRE(p.size() == 1 + 16);
+    CHECK(p[0] == std::byte{3});
+    const auto r = swarmsgd::read_failure_payload(p);
+    CHECK(r.code == failure_code::non_finite);
+    CHECK(r.reason == "element 3 is nan");
+    // An empty payload, and a code this build does not know, read as `other`.
+    CHECK(swarmsgd::read_failure_payload({}).code == failure_code::other);
+    std::vector<std::byte> unknown{std::byte{200}, std::byte{'x'}};
+    CHECK(swarmsgd::read_failure_payload(unknown).code == failure_code::other);
+    CHECK(swarmsgd::read_failure_payload(unknown).reason == "x");
+    CHECK_THROWS_AS(swarmsgd::throw_failure(failure_code::size_mismatch, "t"),
+                    swarmsgd::size_mismatch_error);
+    CHECK_THROWS_AS(swarmsgd::throw_failure(failure_code::malformed, "t"), swarmsgd::message_error);
+    CHECK_THROWS_AS(swarmsgd::throw_failure(failure_code::non_finite, "t"),
+                    swarmsgd::non_finite_error);
+    CHECK_THROWS_WITH_AS(swarmsgd::throw_failure(failure_code::other, "why"), "why",
+                         swarmsgd::error);
+}
+
+TEST_CASE("fallback section: layout, round trip and validation") {
+    using swarmsgd::detail::fallback_range;
+    const std::vector<fallback_range> ranges{{2, 4, true}, {7, 8, false}};
+    std::vector<std::byte> out(3, std::byte{0xEE});  // the section is appended
+    std::byte* values = swarmsgd::detail::append_fallback_header(out, ranges, sizeof(float));
+    const float raw[3] = {1.5f, -2.f, 8.f};
+    std::memcpy(values, raw, sizeof raw);
+    REQUIRE(out.size() == 3 + 4 + 2 * 17 + 3 * sizeof(float));
+    const auto section = std::span<const std::byte>(out).subspan(3);
+    CHECK(section[0] == std::byte{2});   // u32 count
+    CHECK(section[4] == std::byte{2});   // u64 begin of range 0
+    CHECK(section[20] == std::byte{1});  // u8 needs_fixup of range 0
+    const auto s = swarmsgd::detail::read_fallback<float>(section, 10, "test");
+    CHECK(s.ranges == ranges);
+    CHECK(std::memcmp(s.values, raw, sizeof raw) == 0);
+    CHECK_THROWS_WITH_AS(swarmsgd::detail::read_fallback<float>(section, 7, "test"),
+                         doctest::Contains("outside the model of 7 elements"),
+                         swarmsgd::message_error);
+    CHECK_THROWS_WITH_AS(
+        swarmsgd::detail::read_fallback<float>(section.first(section.size() - 1), 10, "test"),
+        doctest::Contains("expected"), swarmsgd::message_error);
+    CHECK_THROWS_WITH_AS(swarmsgd::detail::read_fallback<float>(section.first(3), 10, "test"),
+                         doctest::Contains("truncated"), swarmsgd::message_error);
+}

@@ -138,22 +138,10 @@ private:
     const envelope e = read_envelope(m.bytes, m.source);
     if (e.kind == expected) return e;
     if (e.kind == message_kind::failure) {
-        const auto payload = std::span<const std::byte>(m.bytes).subspan(envelope_size);
-        std::string reason;
-        auto code = failure_code::other;
-        if (!payload.empty()) {
-            code = static_cast<failure_code>(payload[0]);
-            for (auto b : payload.subspan(1)) reason.push_back(static_cast<char>(b));
-        }
-        const std::string text = concat("node ", rank, " (", algorithm, "): node ", m.source,
-                                        " reported a failure: ", reason);
-        switch (code) {
-            case failure_code::size_mismatch: throw size_mismatch_error(text);
-            case failure_code::malformed: throw message_error(text);
-            case failure_code::non_finite: throw non_finite_error(text);
-            case failure_code::other: break;
-        }
-        throw error(text);
+        const failure_report report =
+            read_failure_payload(std::span<const std::byte>(m.bytes).subspan(envelope_size));
+        throw_failure(report.code, concat("node ", rank, " (", algorithm, "): node ", m.source,
+                                          " reported a failure: ", report.reason));
     }
     if (e.kind == message_kind::collective || e.kind == message_kind::neighbour_model)
         throw message_error(concat("node ", rank, " (", algorithm, ") got a ", to_string(e.kind),
