@@ -462,12 +462,12 @@ TEST_CASE("fallback section: layout, round trip and validation") {
     const auto s = swarmsgd::detail::read_fallback<float>(section, 10, "test");
     CHECK(s.ranges == ranges);
     CHECK(std::memcmp(s.values, raw, sizeof raw) == 0);
-    CHECK_THROWS_WITH_AS(swarmsgd::detail::read_fallback<float>(section, 7, "test"),
+    CHECK_THROWS_WITH_AS((void)swarmsgd::detail::read_fallback<float>(section, 7, "test"),
                          doctest::Contains("outside the model of 7 elements"),
                          swarmsgd::message_error);
     CHECK_THROWS_WITH_AS(
-        swarmsgd::detail::read_fallback<float>(section.first(section.size() - 1), 10, "test"),
+        (void)swarmsgd::detail::read_fallback<float>(section.first(section.size() - 1), 10, "test"),
         doctest::Contains("expected"), swarmsgd::message_error);
-    CHECK_THROWS_WITH_AS(swarmsgd::detail::read_fallback<float>(section.first(3), 10, "test"),
+    CHECK_THROWS_WITH_AS((void)swarmsgd::detail::read_fallback<float>(section.first(3), 10, "test"),
                          doctest::Contains("truncated"), swarmsgd::message_error);
 }
