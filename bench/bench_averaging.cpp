@@ -76,29 +76,16 @@
 #include <swarmsgd/topology.hpp>
 
 #include "collecting_reporter.hpp"
+#include "general_identity.hpp"
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
 
 /// identity_quantizer<float> without the exact_reconstruction capability: swarm_node takes its
-/// general path (gather, encode, decode, apply through its own buffers). Same wire bytes.
-struct general_identity {
-    swarmsgd::identity_quantizer<float> q;
-    [[nodiscard]] std::uint16_t id() const noexcept { return q.id(); }
-    [[nodiscard]] std::string_view name() const noexcept { return q.name(); }
-    [[nodiscard]] std::size_t max_encoded_size(std::size_t n) const noexcept {
-        return q.max_encoded_size(n);
-    }
-    std::size_t encode(std::span<float> values, std::span<std::byte> out,
-                       swarmsgd::rng& random) const {
-        return q.encode(values, out, random);
-    }
-    swarmsgd::decode_result decode(std::span<const std::byte> payload,
-                                   std::span<const float> reference, std::span<float> out) const {
-        return q.decode(payload, reference, out);
-    }
-};
+/// general path (gather, encode, decode, apply through its own buffers). Same wire bytes
+/// (tests/support/general_identity.hpp, shared with tests/unit/test_exact_path.cpp).
+using general_identity = test_support::general_identity<float>;
 static_assert(swarmsgd::exact_quantizer_for<swarmsgd::identity_quantizer<float>, float>);
 static_assert(swarmsgd::quantizer_for<general_identity, float> &&
               !swarmsgd::exact_quantizer_for<general_identity, float>);
