@@ -46,6 +46,17 @@ template <class T>
 concept eigen_object = requires(const T& t) {
     detail::eigen_base_probe(t);
 };
+
+/// A Map with the default stride over a writable plain float/double matrix or array.
+template <class T>
+concept eigen_writable_map = is_eigen_contiguous_map<T>::value &&
+    tensor_value<typename T::Scalar> && !std::is_const_v<typename T::PointerArgType>;
+
+/// An Eigen object that is not a plain float/double matrix or array, nor a Map over one.
+template <class T>
+concept eigen_non_tensor =
+    eigen_object<T> && !((is_eigen_plain<T>::value || is_eigen_contiguous_map<T>::value) &&
+                         tensor_value<typename T::Scalar>);
 }  // namespace detail
 
 /// Eigen plain matrices and arrays of float or double.
@@ -62,27 +73,23 @@ struct tensor_traits<T> {
 };
 
 /// Eigen Maps with the default stride over plain float/double matrices or arrays.
-template <class T>
-    requires detail::is_eigen_contiguous_map<T>::value && tensor_value<typename T::Scalar> &&
-        (!std::is_const_v<typename T::PointerArgType>)struct tensor_traits<T> {
-        using value_type = typename T::Scalar;  ///< Element type.
-        /// Number of coefficients.
-        static std::size_t size(const T& t) noexcept { return static_cast<std::size_t>(t.size()); }
-        /// Contiguous storage (a Map is a view: constness of the Map does not protect elements).
-        static value_type* data(const T& t) noexcept { return const_cast<value_type*>(t.data()); }
-    };
+template <detail::eigen_writable_map T>
+struct tensor_traits<T> {
+    using value_type = typename T::Scalar;  ///< Element type.
+    /// Number of coefficients.
+    static std::size_t size(const T& t) noexcept { return static_cast<std::size_t>(t.size()); }
+    /// Contiguous storage (a Map is a view: constness of the Map does not protect elements).
+    static value_type* data(const T& t) noexcept { return const_cast<value_type*>(t.data()); }
+};
 
-    /// Any other Eigen type: a readable compile-time error.
-    template <class T>
-        requires detail::eigen_object<T> &&
-            (!((detail::is_eigen_plain<T>::value || detail::is_eigen_contiguous_map<T>::value) &&
-               tensor_value<typename T::Scalar>)) struct tensor_traits<T> {
-            static_assert(
-                detail::always_false<T>,
-                "swarmsgd: this Eigen type cannot be a model tensor. Eigen expressions, Blocks, "
-                "Refs, strided or const Maps and integer scalars are not contiguous writable "
-                "float/double storage: evaluate into an Eigen::VectorXf/VectorXd (or ArrayX*, "
-                "MatrixX*) or use Eigen::Map<Eigen::VectorXf> over contiguous memory.");
-        };
+/// Any other Eigen type: a readable compile-time error.
+template <detail::eigen_non_tensor T>
+struct tensor_traits<T> {
+    static_assert(detail::always_false<T>,
+                  "swarmsgd: this Eigen type cannot be a model tensor. Eigen expressions, Blocks, "
+                  "Refs, strided or const Maps and integer scalars are not contiguous writable "
+                  "float/double storage: evaluate into an Eigen::VectorXf/VectorXd (or ArrayX*, "
+                  "MatrixX*) or use Eigen::Map<Eigen::VectorXf> over contiguous memory.");
+};
 
 }  // namespace swarmsgd

@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "detail/config.hpp"
 #include "errors.hpp"
 #include "model.hpp"
 
@@ -100,8 +101,8 @@ public:
     [[nodiscard]] const sgd_options& options() const noexcept { return options_; }
 
 private:
-    void apply(V* __restrict x, const V* __restrict g, V* __restrict v, std::size_t n, V lr, V wd,
-               V mu) const noexcept {
+    void apply(V* SWARMSGD_RESTRICT x, const V* SWARMSGD_RESTRICT g, V* SWARMSGD_RESTRICT v,
+               std::size_t n, V lr, V wd, V mu) const noexcept {
         if (v == nullptr) {
             for (std::size_t k = 0; k < n; ++k) x[k] -= lr * (g[k] + wd * x[k]);
         } else if (options_.nesterov) {

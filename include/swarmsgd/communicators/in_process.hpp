@@ -27,7 +27,7 @@ public:
 };
 
 /// The shared state of n in-process nodes. Create one, then one endpoint per node with
-/// `endpoint(rank)`; the world must outlive its endpoints.
+/// `endpoint_for(rank)`; the world must outlive its endpoints.
 class in_process_world {
 public:
     /// A world of `n` nodes (n >= 1).

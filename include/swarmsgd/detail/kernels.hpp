@@ -18,14 +18,14 @@ namespace swarmsgd::detail {
 
 /// dst[k] = src[k]
 template <tensor_value V>
-inline void copy(const V* __restrict src, V* __restrict dst, std::size_t n) noexcept {
+inline void copy(const V* SWARMSGD_RESTRICT src, V* SWARMSGD_RESTRICT dst, std::size_t n) noexcept {
     if (n != 0) std::memcpy(dst, src, n * sizeof(V));
 }
 
 /// sum_k (a[k] - b[k])^2, accumulated in double.
 template <tensor_value V>
-[[nodiscard]] inline double squared_distance(const V* __restrict a, const V* __restrict b,
-                                             std::size_t n) noexcept {
+[[nodiscard]] inline double squared_distance(const V* SWARMSGD_RESTRICT a,
+                                             const V* SWARMSGD_RESTRICT b, std::size_t n) noexcept {
     double sum = 0;
     for (std::size_t k = 0; k < n; ++k) {
         const double d = static_cast<double>(a[k]) - static_cast<double>(b[k]);
@@ -90,15 +90,15 @@ template <tensor_value V>
 }
 
 template <tensor_value V, class Len>
-inline void add_half_difference_block(V* __restrict x, const V* __restrict received,
-                                      const V* __restrict own, Len len) noexcept {
+inline void add_half_difference_block(V* SWARMSGD_RESTRICT x, const V* SWARMSGD_RESTRICT received,
+                                      const V* SWARMSGD_RESTRICT own, Len len) noexcept {
     for (std::size_t k = 0; k < len; ++k) x[k] = half_difference_step(x[k], received[k], own[k]);
 }
 
 /// x[k] += (received[k] - own[k]) / 2: the averaging update of the snapshot protocol.
 template <tensor_value V>
-inline void add_half_difference(V* __restrict x, const V* __restrict received,
-                                const V* __restrict own, std::size_t n) noexcept {
+inline void add_half_difference(V* SWARMSGD_RESTRICT x, const V* SWARMSGD_RESTRICT received,
+                                const V* SWARMSGD_RESTRICT own, std::size_t n) noexcept {
     (void)for_each_block(n, [&](std::size_t start, auto len) {
         add_half_difference_block(x + start, received + start, own + start, len);
         return true;
@@ -140,8 +140,9 @@ template <tensor_value V>
 // ---------------------------------------------------------------------------------------------
 
 template <tensor_value V, class Len>
-[[nodiscard]] inline bits_of<V> copy_out_block(const V* __restrict x, V* __restrict snapshot,
-                                               std::byte* __restrict raw, Len len) noexcept {
+[[nodiscard]] inline bits_of<V> copy_out_block(const V* SWARMSGD_RESTRICT x,
+                                               V* SWARMSGD_RESTRICT snapshot,
+                                               std::byte* SWARMSGD_RESTRICT raw, Len len) noexcept {
     bits_of<V> bad = 0;
     for (std::size_t k = 0; k < len; ++k) {
         const V v = x[k];
@@ -153,8 +154,8 @@ template <tensor_value V, class Len>
 }
 
 template <tensor_value V, class Len>
-[[nodiscard]] inline bits_of<V> copy_out_block(const V* __restrict x, std::byte* __restrict raw,
-                                               Len len) noexcept {
+[[nodiscard]] inline bits_of<V> copy_out_block(const V* SWARMSGD_RESTRICT x,
+                                               std::byte* SWARMSGD_RESTRICT raw, Len len) noexcept {
     bits_of<V> bad = 0;
     for (std::size_t k = 0; k < len; ++k) {
         const V v = x[k];
@@ -168,8 +169,9 @@ template <tensor_value V, class Len>
 /// checking finiteness on the way. Returns n, or the index of the first non-finite x[k]: the
 /// outputs are then written up to the end of that element's block only.
 template <tensor_value V>
-[[nodiscard]] inline std::size_t copy_out_checked(const V* __restrict x, V* __restrict snapshot,
-                                                  std::byte* __restrict raw,
+[[nodiscard]] inline std::size_t copy_out_checked(const V* SWARMSGD_RESTRICT x,
+                                                  V* SWARMSGD_RESTRICT snapshot,
+                                                  std::byte* SWARMSGD_RESTRICT raw,
                                                   std::size_t n) noexcept {
     const std::size_t bad_block = for_each_block(n, [&](std::size_t start, auto len) {
         return (snapshot != nullptr
@@ -180,8 +182,9 @@ template <tensor_value V>
 }
 
 template <tensor_value V, class Len>
-[[nodiscard]] inline bits_of<V> exchange_block(V* __restrict x, std::byte* __restrict raw,
-                                               V* __restrict scratch, Len len) noexcept {
+[[nodiscard]] inline bits_of<V> exchange_block(V* SWARMSGD_RESTRICT x,
+                                               std::byte* SWARMSGD_RESTRICT raw,
+                                               V* SWARMSGD_RESTRICT scratch, Len len) noexcept {
     bits_of<V> bad = 0;
     for (std::size_t k = 0; k < len; ++k) {
         const V r = load_raw<V>(raw, k);
@@ -203,7 +206,8 @@ template <tensor_value V, class Len>
 /// and returns that block's first index b: then x[b, n) and raw[b, n) are as on entry, while
 /// x[0, b) is updated and raw[0, b) holds its old values (the caller restores x from there).
 template <tensor_value V>
-[[nodiscard]] inline std::size_t exchange_and_average(V* __restrict x, std::byte* __restrict raw,
+[[nodiscard]] inline std::size_t exchange_and_average(V* SWARMSGD_RESTRICT x,
+                                                      std::byte* SWARMSGD_RESTRICT raw,
                                                       std::size_t n) noexcept {
     alignas(64) V scratch[kernel_block];
     return for_each_block(n, [&](std::size_t start, auto len) {
@@ -217,8 +221,9 @@ template <tensor_value V>
 }
 
 template <tensor_value V, class Len>
-inline void add_half_difference_raw_block(V* __restrict x, const std::byte* __restrict raw,
-                                          const V* __restrict own, Len len) noexcept {
+inline void add_half_difference_raw_block(V* SWARMSGD_RESTRICT x,
+                                          const std::byte* SWARMSGD_RESTRICT raw,
+                                          const V* SWARMSGD_RESTRICT own, Len len) noexcept {
     for (std::size_t k = 0; k < len; ++k)
         x[k] = half_difference_step(x[k], load_raw<V>(raw, k), own[k]);
 }
@@ -226,8 +231,8 @@ inline void add_half_difference_raw_block(V* __restrict x, const std::byte* __re
 /// x[k] += (raw[k] - own[k]) / 2: add_half_difference with the received values read in place
 /// from a packed array (the initiator applying a reply against its snapshot).
 template <tensor_value V>
-inline void add_half_difference_raw(V* __restrict x, const std::byte* __restrict raw,
-                                    const V* __restrict own, std::size_t n) noexcept {
+inline void add_half_difference_raw(V* SWARMSGD_RESTRICT x, const std::byte* SWARMSGD_RESTRICT raw,
+                                    const V* SWARMSGD_RESTRICT own, std::size_t n) noexcept {
     (void)for_each_block(n, [&](std::size_t start, auto len) {
         add_half_difference_raw_block(x + start, raw + start * sizeof(V), own + start, len);
         return true;
@@ -235,7 +240,7 @@ inline void add_half_difference_raw(V* __restrict x, const std::byte* __restrict
 }
 
 template <tensor_value V, class Len>
-inline void average_with_raw_block(V* __restrict x, const std::byte* __restrict raw,
+inline void average_with_raw_block(V* SWARMSGD_RESTRICT x, const std::byte* SWARMSGD_RESTRICT raw,
                                    Len len) noexcept {
     for (std::size_t k = 0; k < len; ++k) {
         const V own = x[k];
@@ -245,7 +250,7 @@ inline void average_with_raw_block(V* __restrict x, const std::byte* __restrict 
 
 /// x[k] += (raw[k] - x[k]) / 2: add_half_difference against x itself (a pull reply).
 template <tensor_value V>
-inline void average_with_raw(V* __restrict x, const std::byte* __restrict raw,
+inline void average_with_raw(V* SWARMSGD_RESTRICT x, const std::byte* SWARMSGD_RESTRICT raw,
                              std::size_t n) noexcept {
     (void)for_each_block(n, [&](std::size_t start, auto len) {
         average_with_raw_block(x + start, raw + start * sizeof(V), len);
@@ -255,7 +260,8 @@ inline void average_with_raw(V* __restrict x, const std::byte* __restrict raw,
 
 /// x[k] = raw[k] for k in [0, n).
 template <tensor_value V>
-inline void copy_in_raw(const std::byte* __restrict raw, V* __restrict x, std::size_t n) noexcept {
+inline void copy_in_raw(const std::byte* SWARMSGD_RESTRICT raw, V* SWARMSGD_RESTRICT x,
+                        std::size_t n) noexcept {
     if (n != 0) std::memcpy(x, raw, n * sizeof(V));
 }
 
