@@ -30,6 +30,8 @@
 #include <utility>
 #include <vector>
 
+#include "../common/checks.hpp"
+
 namespace swarmsgd::examples {
 
 /// A set of grey-scale images with one class label each.
@@ -86,24 +88,24 @@ public:
         std::error_code ec;
         const auto status = std::filesystem::status(path_, ec);
         if (status.type() == std::filesystem::file_type::not_found) {
-            throw data_error(swarmsgd::detail::concat("cannot open file ", path_.string(),
-                                                      ": it does not exist; if it is part of "
-                                                      "Fashion-MNIST, ",
-                                                      fashion_mnist_install_hint));
+            throw data_error(swarmsgd::examples::concat("cannot open file ", path_.string(),
+                                                        ": it does not exist; if it is part of "
+                                                        "Fashion-MNIST, ",
+                                                        fashion_mnist_install_hint));
         }
         if (ec) {
-            throw data_error(
-                swarmsgd::detail::concat("cannot open file ", path_.string(), ": ", ec.message()));
+            throw data_error(swarmsgd::examples::concat("cannot open file ", path_.string(), ": ",
+                                                        ec.message()));
         }
         if (!std::filesystem::is_regular_file(status)) {
-            throw data_error(swarmsgd::detail::concat("cannot open file ", path_.string(),
-                                                      ": it is not a regular file"));
+            throw data_error(swarmsgd::examples::concat("cannot open file ", path_.string(),
+                                                        ": it is not a regular file"));
         }
         errno = 0;
         file_ = gzopen(path_.string().c_str(), "rb");
         if (file_ == nullptr) {
             const int err = errno;
-            throw data_error(swarmsgd::detail::concat(
+            throw data_error(swarmsgd::examples::concat(
                 "cannot open file ", path_.string(), ": ",
                 err != 0 ? std::strerror(err) : "zlib could not allocate its state"));
         }
@@ -149,7 +151,7 @@ public:
     [[nodiscard]] std::string cut_off_note() const {
         return cut_off_.empty()
                    ? std::string()
-                   : swarmsgd::detail::concat(" (its gzip stream is cut off: ", cut_off_, ")");
+                   : swarmsgd::examples::concat(" (its gzip stream is cut off: ", cut_off_, ")");
     }
 
     /// The file's path.
@@ -160,11 +162,11 @@ private:
         int errnum = Z_OK;
         const char* message = gzerror(file_, &errnum);
         if (errnum == Z_ERRNO) {
-            throw data_error(swarmsgd::detail::concat("cannot read file ", path_.string(), ": ",
-                                                      std::strerror(errno)));
+            throw data_error(swarmsgd::examples::concat("cannot read file ", path_.string(), ": ",
+                                                        std::strerror(errno)));
         }
-        throw data_error(swarmsgd::detail::concat("cannot read file ", path_.string(),
-                                                  ": it is corrupt (", without_path(message), ")"));
+        throw data_error(swarmsgd::examples::concat(
+            "cannot read file ", path_.string(), ": it is corrupt (", without_path(message), ")"));
     }
 
     /// zlib's message without the "<path>: " that zlib puts in front of it.
@@ -185,7 +187,7 @@ private:
     std::array<unsigned char, 4> bytes{};
     const std::size_t got = in.read(bytes.data(), bytes.size());
     if (got != bytes.size()) {
-        throw data_error(swarmsgd::detail::concat(
+        throw data_error(swarmsgd::examples::concat(
             "file ", in.path().string(), " is truncated: its IDX header ends before ", what,
             " (got ", got, " of 4 bytes)", in.cut_off_note()));
     }
@@ -201,7 +203,7 @@ inline void read_magic(gz_reader& in, std::uint32_t expected, const char* expect
                         : magic == idx_labels_magic ? " (this is an IDX label file)"
                         : (magic >> 16) != 0        ? " (this is not an IDX file)"
                                                     : "";
-    throw data_error(swarmsgd::detail::concat(
+    throw data_error(swarmsgd::examples::concat(
         "file ", in.path().string(), " has the wrong magic number ", hex32(magic), guess,
         ", expected ", hex32(expected), " (", expected_kind, ")"));
 }
@@ -210,9 +212,9 @@ inline void read_magic(gz_reader& in, std::uint32_t expected, const char* expect
 [[nodiscard]] inline std::size_t read_dimension(gz_reader& in, const char* what, std::size_t max) {
     const std::uint32_t value = read_be32(in, what);
     if (value == 0 || value > max) {
-        throw data_error(swarmsgd::detail::concat("file ", in.path().string(),
-                                                  " has an invalid header: ", what, " is ", value,
-                                                  ", expected 1 to ", max));
+        throw data_error(swarmsgd::examples::concat("file ", in.path().string(),
+                                                    " has an invalid header: ", what, " is ", value,
+                                                    ", expected 1 to ", max));
     }
     return value;
 }
@@ -229,19 +231,19 @@ void read_payload(gz_reader& in, std::size_t size, const char* what, Sink&& sink
         sink(static_cast<const unsigned char*>(chunk.data()), got);
         done += got;
         if (got < want) {
-            throw data_error(swarmsgd::detail::concat(
+            throw data_error(swarmsgd::examples::concat(
                 "file ", in.path().string(), " is truncated: expected ", size, " bytes of ", what,
                 ", got ", done, in.cut_off_note()));
         }
     }
     unsigned char extra = 0;
     if (in.read(&extra, 1) != 0) {
-        throw data_error(swarmsgd::detail::concat("file ", in.path().string(),
-                                                  " has trailing data after the ", size,
-                                                  " bytes of ", what, " its header declares"));
+        throw data_error(swarmsgd::examples::concat("file ", in.path().string(),
+                                                    " has trailing data after the ", size,
+                                                    " bytes of ", what, " its header declares"));
     }
     if (!in.cut_off().empty()) {
-        throw data_error(swarmsgd::detail::concat(
+        throw data_error(swarmsgd::examples::concat(
             "file ", in.path().string(), " is truncated: all ", size, " bytes of ", what,
             " are there but its gzip stream is cut off before its trailer (", in.cut_off(), ")"));
     }
@@ -280,7 +282,7 @@ void read_payload(gz_reader& in, std::size_t size, const char* what, Sink&& sink
 /// the first out-of-range label, and invalid_argument_error if num_classes is 0.
 [[nodiscard]] inline std::vector<std::uint8_t> load_idx_labels(const std::filesystem::path& path,
                                                                unsigned num_classes = 10) {
-    swarmsgd::detail::require<invalid_argument_error>(
+    swarmsgd::examples::require<invalid_argument_error>(
         num_classes > 0, "load_idx_labels: num_classes must be positive, got ", num_classes);
     detail::gz_reader in(path);
     detail::read_magic(in, idx_labels_magic, "IDX unsigned-byte labels, 1 dimension");
@@ -291,7 +293,7 @@ void read_payload(gz_reader& in, std::size_t size, const char* what, Sink&& sink
     detail::read_payload(in, count, "labels", [&](const unsigned char* data, std::size_t n) {
         for (std::size_t i = 0; i < n; ++i) {
             if (data[i] >= num_classes) {
-                throw data_error(swarmsgd::detail::concat(
+                throw data_error(swarmsgd::examples::concat(
                     "file ", path.string(), " is corrupt: label ", unsigned{data[i]}, " at index ",
                     labels.size(), " is out of range (expected < ", num_classes, ")"));
             }
@@ -310,7 +312,7 @@ void read_payload(gz_reader& in, std::size_t size, const char* what, Sink&& sink
     image_set set = load_idx_images(images_path);
     set.labels = load_idx_labels(labels_path, num_classes);
     if (set.labels.size() != set.count) {
-        throw size_mismatch_error(swarmsgd::detail::concat(
+        throw size_mismatch_error(swarmsgd::examples::concat(
             "image file ", images_path.string(), " holds ", set.count, " images but label file ",
             labels_path.string(), " holds ", set.labels.size(), " labels"));
     }
@@ -358,11 +360,11 @@ inline constexpr std::uint64_t shard_rng_stream = 0x5348415244ULL;  // "SHARD"
 /// order. Throws invalid_argument_error unless 0 < n <= count and node < n.
 [[nodiscard]] inline std::vector<std::size_t> shard_indices(std::size_t count, std::size_t node,
                                                             std::size_t n, std::uint64_t seed) {
-    swarmsgd::detail::require<invalid_argument_error>(n > 0 && node < n, "shard: node ", node,
-                                                      " is not below the node count ", n);
-    swarmsgd::detail::require<invalid_argument_error>(n <= count, "shard: cannot split ", count,
-                                                      " examples among ", n,
-                                                      " nodes (every node needs at least one)");
+    swarmsgd::examples::require<invalid_argument_error>(n > 0 && node < n, "shard: node ", node,
+                                                        " is not below the node count ", n);
+    swarmsgd::examples::require<invalid_argument_error>(n <= count, "shard: cannot split ", count,
+                                                        " examples among ", n,
+                                                        " nodes (every node needs at least one)");
     std::vector<std::size_t> order(count);
     for (std::size_t i = 0; i < count; ++i) order[i] = i;
     rng gen(seed, shard_rng_stream);
@@ -370,7 +372,7 @@ inline constexpr std::uint64_t shard_rng_stream = 0x5348415244ULL;  // "SHARD"
         std::swap(order[i], order[static_cast<std::size_t>(gen.uniform(i + 1))]);
     }
     const auto bound = [&](std::size_t k) {
-        return static_cast<std::size_t>(static_cast<swarmsgd::detail::uint128>(k) * count / n);
+        return static_cast<std::size_t>(static_cast<swarmsgd::examples::uint128>(k) * count / n);
     };
     const auto first = static_cast<std::ptrdiff_t>(bound(node));
     const auto last = static_cast<std::ptrdiff_t>(bound(node + 1));

@@ -17,6 +17,7 @@
 /// inputs x batch column-major matrix, so they are used in place. The products run through
 /// Eigen (Eigen::Map over the buffers), so a step costs about two GEMMs per layer.
 
+#include "../common/checks.hpp"
 #include "idx_reader.hpp"
 
 #include <swarmsgd/errors.hpp>
@@ -69,9 +70,9 @@ struct mlp_layout {
     /// 2 <= classes <= 256.
     mlp_layout(std::size_t inputs_, std::size_t hidden_, std::size_t classes_)
         : inputs(inputs_), hidden(hidden_), classes(classes_) {
-        swarmsgd::detail::require<invalid_argument_error>(
+        swarmsgd::examples::require<invalid_argument_error>(
             inputs > 0, "mlp_layout: inputs must be positive, got ", inputs);
-        swarmsgd::detail::require<invalid_argument_error>(
+        swarmsgd::examples::require<invalid_argument_error>(
             classes >= 2 && classes <= 256, "mlp_layout: classes must be 2 to 256, got ", classes);
         w1_offset = 0;
         b1_offset = w1_offset + hidden * inputs;
@@ -111,7 +112,7 @@ struct mlp_layout {
     /// Throws size_mismatch_error unless `size` == parameter_count(); `what` names the caller.
     void check_size(std::size_t size, const char* what) const {
         if (size != total) {
-            throw size_mismatch_error(swarmsgd::detail::concat(
+            throw size_mismatch_error(swarmsgd::examples::concat(
                 what, ": buffer holds ", size, " floats but the model (inputs ", inputs,
                 ", hidden ", hidden, ", classes ", classes, ") has ", total, " parameters"));
         }
@@ -221,7 +222,7 @@ inline double softmax_cross_entropy_forward(col_map& logits, const std::uint8_t*
     for (Eigen::Index j = 0; j < batch; ++j) {
         const std::uint8_t label = labels[j];
         if (label >= classes) {
-            throw invalid_argument_error(swarmsgd::detail::concat(
+            throw invalid_argument_error(swarmsgd::examples::concat(
                 "softmax_cross_entropy: label ", unsigned{label}, " of example ", j,
                 " is not below the class count ", classes));
         }
@@ -261,10 +262,10 @@ inline void check_batch(const mlp_layout& layout, std::span<const float> params,
                         const float* images, const std::uint8_t* labels, std::size_t batch,
                         const char* what) {
     layout.check_size(params.size(), what);
-    swarmsgd::detail::require<invalid_argument_error>(batch > 0, what,
-                                                      ": the batch must not be empty");
-    swarmsgd::detail::require<invalid_argument_error>(images != nullptr && labels != nullptr, what,
-                                                      ": images and labels must be set");
+    swarmsgd::examples::require<invalid_argument_error>(batch > 0, what,
+                                                        ": the batch must not be empty");
+    swarmsgd::examples::require<invalid_argument_error>(images != nullptr && labels != nullptr,
+                                                        what, ": images and labels must be set");
 }
 
 }  // namespace detail
@@ -343,13 +344,13 @@ struct evaluation {
 /// invalid_argument_error if the set is empty or chunk is 0.
 [[nodiscard]] inline evaluation evaluate(const mlp_layout& layout, std::span<const float> params,
                                          const image_set& set, std::size_t chunk = 1024) {
-    swarmsgd::detail::require<invalid_argument_error>(set.count > 0 && chunk > 0,
-                                                      "evaluate: empty set or chunk size 0");
-    swarmsgd::detail::require<size_mismatch_error>(
+    swarmsgd::examples::require<invalid_argument_error>(set.count > 0 && chunk > 0,
+                                                        "evaluate: empty set or chunk size 0");
+    swarmsgd::examples::require<size_mismatch_error>(
         set.pixels_per_image() == layout.inputs, "evaluate: images have ", set.rows, " x ",
         set.cols, " = ", set.pixels_per_image(), " pixels but the model has ", layout.inputs,
         " inputs");
-    swarmsgd::detail::require<size_mismatch_error>(
+    swarmsgd::examples::require<size_mismatch_error>(
         set.labels.size() == set.count && set.pixels.size() == set.count * layout.inputs,
         "evaluate: set of ", set.count, " images has ", set.labels.size(), " labels and ",
         set.pixels.size(), " pixels");

@@ -23,6 +23,7 @@
 ///     | running statistics: for each BN in the same order, running_mean [C], running_var [C] ]
 /// so trainable_count() is a prefix, and gradients are zero on the running-statistics tail.
 
+#include "../common/checks.hpp"
 #include "nn/batch_norm.hpp"
 #include "nn/common.hpp"
 #include "nn/conv2d.hpp"
@@ -57,7 +58,7 @@ struct resnet_config {
 
     /// Throws swarmsgd::invalid_argument_error naming the bad value.
     void validate() const {
-        using swarmsgd::detail::require;
+        using swarmsgd::examples::require;
         require<invalid_argument_error>(depth >= 8 && depth <= 1202 && (depth - 2) % 6 == 0,
                                         "resnet_config: depth must be 6k+2 with k >= 1 (8, 14, "
                                         "20, 32, ...) and at most 1202, got ",
@@ -86,7 +87,7 @@ public:
     /// invalid_argument_error on a bad config or max_batch < 1.
     basic_resnet(const resnet_config& c, int max_batch) : config_(c), max_batch_(max_batch) {
         config_.validate();
-        swarmsgd::detail::require<invalid_argument_error>(
+        swarmsgd::examples::require<invalid_argument_error>(
             max_batch >= 1 && max_batch <= (1 << 20), "resnet: max_batch must be 1 to 2^20, got ",
             max_batch);
         lay_out();
@@ -107,7 +108,7 @@ public:
     /// Uses `n` threads (OpenMP) inside train_step and predict; without OpenMP this is 1.
     /// Throws invalid_argument_error unless n >= 1.
     void set_threads(int n) {
-        swarmsgd::detail::require<invalid_argument_error>(
+        swarmsgd::examples::require<invalid_argument_error>(
             n >= 1 && n <= 1024, "resnet: threads must be 1 to 1024, got ", n);
         ws_.reserve(n, 0, 0);
         ws_.reserve(ws_.threads, max_col_, max_weights_);
@@ -156,16 +157,16 @@ public:
         check_size(params.size(), "train_step: params");
         check_size(grad.size(), "train_step: grad");
         check_batch(batch, images, "train_step");
-        swarmsgd::detail::require<invalid_argument_error>(labels != nullptr,
-                                                          "train_step: labels is null");
+        swarmsgd::examples::require<invalid_argument_error>(labels != nullptr,
+                                                            "train_step: labels is null");
         for (int b = 0; b < batch; ++b) {
-            swarmsgd::detail::require<invalid_argument_error>(
+            swarmsgd::examples::require<invalid_argument_error>(
                 labels[b] >= 0 && labels[b] < config_.classes, "train_step: label ", labels[b],
                 " of image ", b, " is outside [0, ", config_.classes, ")");
         }
         const std::size_t last_values =
             static_cast<std::size_t>(batch) * blocks_.back().b.conv.out_plane();
-        swarmsgd::detail::require<invalid_argument_error>(
+        swarmsgd::examples::require<invalid_argument_error>(
             last_values >= 2, "train_step: batch norm needs more than one value per channel; ",
             batch, " images of ", config_.image_size, "x", config_.image_size, " give ",
             last_values, " in the last stage");
@@ -231,8 +232,8 @@ public:
     void predict(std::span<const T> params, const T* images, int batch, T* logits) {
         check_size(params.size(), "predict: params");
         check_batch(batch, images, "predict");
-        swarmsgd::detail::require<invalid_argument_error>(logits != nullptr,
-                                                          "predict: logits is null");
+        swarmsgd::examples::require<invalid_argument_error>(logits != nullptr,
+                                                            "predict: logits is null");
         const T* p = params.data();
         to_cbhw(images, batch);
         unit_forward_eval(stem_, p, input_.data(), batch, {nullptr, true});
@@ -398,18 +399,18 @@ private:
     }
 
     void check_size(std::size_t size, const char* what) const {
-        swarmsgd::detail::require<size_mismatch_error>(
+        swarmsgd::examples::require<size_mismatch_error>(
             size == total_, what, " holds ", size, " elements but the network (depth ",
             config_.depth, ", in_channels ", config_.in_channels, ", image_size ",
             config_.image_size, ", classes ", config_.classes, ", base_width ", config_.base_width,
             ") has ", total_);
     }
     void check_batch(int batch, const T* images, const char* what) const {
-        swarmsgd::detail::require<invalid_argument_error>(batch >= 1 && batch <= max_batch_, what,
-                                                          ": batch ", batch, " is outside [1, ",
-                                                          max_batch_, "]");
-        swarmsgd::detail::require<invalid_argument_error>(images != nullptr, what,
-                                                          ": images is null");
+        swarmsgd::examples::require<invalid_argument_error>(batch >= 1 && batch <= max_batch_, what,
+                                                            ": batch ", batch, " is outside [1, ",
+                                                            max_batch_, "]");
+        swarmsgd::examples::require<invalid_argument_error>(images != nullptr, what,
+                                                            ": images is null");
     }
 
     /// NCHW images -> input_ [C][B][H][W].

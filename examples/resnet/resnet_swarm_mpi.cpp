@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/checks.hpp"
 #include "train/epoch_monitor.hpp"
 #include "train/epoch_record.hpp"
 #include "train/evaluation.hpp"
@@ -162,7 +163,7 @@ unsigned long long read_counter(const std::string& path) {
 template <class Node>
 std::string describe(const rn::run_options& o, const Node& node,
                      const swarmsgd::swarm_options& options, const swarmsgd::topology& graph) {
-    using swarmsgd::detail::concat;
+    using swarmsgd::examples::concat;
     if constexpr (requires { node.engine(); }) {
         const std::string wire = node.engine().native()
                                      ? std::string("MPI_Iallreduce")
@@ -182,8 +183,8 @@ int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quan
     const bool root = rank == 0;
     const rn::training_data d = rn::load_training_data(o);
     if (n > d.train.count())
-        throw rn::usage_error(
-            swarmsgd::detail::concat(n, " ranks exceed the ", d.train.count(), " training images"));
+        throw rn::usage_error(swarmsgd::examples::concat(n, " ranks exceed the ", d.train.count(),
+                                                         " training images"));
     const rn::resnet_config config = rn::make_resnet_config(o, d.train);
     const rn::training_plan plan = rn::make_plan(o, d.train.count(), n);
     const swarmsgd::swarm_options options = rn::make_swarm_options(o, plan);

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "../../common/checks.hpp"
 #include "augmentation.hpp"
 #include "image_dataset.hpp"
 #include "normalization.hpp"
@@ -48,9 +49,9 @@ public:
           augment_(augment),
           pad_(pad),
           scratch_(shard_.image_bytes()) {
-        swarmsgd::detail::require<invalid_argument_error>(
+        swarmsgd::examples::require<invalid_argument_error>(
             shard_.count() > 0, "batch_sampler: ", shard_.name, " shard is empty");
-        swarmsgd::detail::require<invalid_argument_error>(
+        swarmsgd::examples::require<invalid_argument_error>(
             norm_.mean.size() == static_cast<std::size_t>(shard_.channels) &&
                 norm_.std.size() == norm_.mean.size(),
             "batch_sampler: normalization for ", norm_.mean.size(), " channels, images have ",

@@ -26,6 +26,7 @@
 #include <system_error>
 #include <vector>
 
+#include "../../common/checks.hpp"
 #include "image_dataset.hpp"
 
 namespace swarmsgd::examples::resnet {
@@ -74,22 +75,22 @@ inline void append_cifar_file(const std::filesystem::path& path, cifar_variant v
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);
     if (status.type() == std::filesystem::file_type::not_found)
-        throw data_error(swarmsgd::detail::concat("cannot open ", f.name, " file ", file,
-                                                  ": it does not exist; ", cifar_download_hint));
+        throw data_error(swarmsgd::examples::concat("cannot open ", f.name, " file ", file,
+                                                    ": it does not exist; ", cifar_download_hint));
     if (ec)
-        throw data_error(swarmsgd::detail::concat("cannot open file ", file, ": ", ec.message()));
+        throw data_error(swarmsgd::examples::concat("cannot open file ", file, ": ", ec.message()));
     if (!std::filesystem::is_regular_file(status))
         throw data_error(
-            swarmsgd::detail::concat("cannot open file ", file, ": it is not a regular file"));
+            swarmsgd::examples::concat("cannot open file ", file, ": it is not a regular file"));
     const std::uintmax_t size = std::filesystem::file_size(path, ec);
     if (ec)
-        throw data_error(swarmsgd::detail::concat("cannot read file ", file, ": ", ec.message()));
+        throw data_error(swarmsgd::examples::concat("cannot read file ", file, ": ", ec.message()));
     const std::size_t record = f.record_bytes();
     if (size == 0)
-        throw data_error(swarmsgd::detail::concat("file ", file, " is empty; a ", f.name,
-                                                  " file holds records of ", record, " bytes"));
+        throw data_error(swarmsgd::examples::concat("file ", file, " is empty; a ", f.name,
+                                                    " file holds records of ", record, " bytes"));
     if (size % record != 0)
-        throw data_error(swarmsgd::detail::concat(
+        throw data_error(swarmsgd::examples::concat(
             "file ", file, " is truncated (or not a ", f.name, " binary file): its size, ", size,
             " bytes, is not a multiple of the ", record, "-byte record (", f.label_bytes,
             f.label_bytes == 1 ? " label byte" : " label bytes", " + ", cifar_format::pixel_bytes,
@@ -98,8 +99,8 @@ inline void append_cifar_file(const std::filesystem::path& path, cifar_variant v
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         const int err = errno;
-        throw data_error(swarmsgd::detail::concat("cannot open file ", file, ": ",
-                                                  err != 0 ? std::strerror(err) : "unknown error"));
+        throw data_error(swarmsgd::examples::concat(
+            "cannot open file ", file, ": ", err != 0 ? std::strerror(err) : "unknown error"));
     }
     const std::size_t records = static_cast<std::size_t>(size / record);
     std::vector<std::uint8_t> buffer(record);
@@ -111,18 +112,18 @@ inline void append_cifar_file(const std::filesystem::path& path, cifar_variant v
     out.labels.reserve(out.labels.size() + records);
     for (std::size_t r = 0; r < records; ++r) {
         if (!in.read(reinterpret_cast<char*>(buffer.data()), static_cast<std::streamsize>(record)))
-            throw data_error(swarmsgd::detail::concat("cannot read file ", file, ": record ", r,
-                                                      " of ", records, " could not be read"));
+            throw data_error(swarmsgd::examples::concat("cannot read file ", file, ": record ", r,
+                                                        " of ", records, " could not be read"));
         if (f.coarse_classes > 0 && buffer[0] >= f.coarse_classes)
-            throw data_error(swarmsgd::detail::concat("file ", file, " is corrupt: record ", r,
-                                                      " has coarse label ", unsigned{buffer[0]},
-                                                      ", expected 0..", f.coarse_classes - 1));
+            throw data_error(swarmsgd::examples::concat("file ", file, " is corrupt: record ", r,
+                                                        " has coarse label ", unsigned{buffer[0]},
+                                                        ", expected 0..", f.coarse_classes - 1));
         const std::uint8_t label = buffer[f.label_bytes - 1];
         if (label >= f.classes)
             throw data_error(
-                swarmsgd::detail::concat("file ", file, " is corrupt: record ", r, " has ",
-                                         f.coarse_classes > 0 ? "fine label " : "label ",
-                                         unsigned{label}, ", expected 0..", f.classes - 1));
+                swarmsgd::examples::concat("file ", file, " is corrupt: record ", r, " has ",
+                                           f.coarse_classes > 0 ? "fine label " : "label ",
+                                           unsigned{label}, ", expected 0..", f.classes - 1));
         out.labels.push_back(label);
         out.pixels.insert(out.pixels.end(), buffer.begin() + static_cast<long>(f.label_bytes),
                           buffer.end());
@@ -149,7 +150,7 @@ inline void append_cifar_file(const std::filesystem::path& path, cifar_variant v
                                               bool train) {
     const std::filesystem::path base = cifar_directory(dir, v);
     image_dataset set;
-    set.name = swarmsgd::detail::concat(format_of(v).name, train ? " train" : " test");
+    set.name = swarmsgd::examples::concat(format_of(v).name, train ? " train" : " test");
     for (const std::string& name : cifar_file_names(v, train))
         append_cifar_file(base / name, v, set);
     return set;

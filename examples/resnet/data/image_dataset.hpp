@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../../common/checks.hpp"
 #include "../../fashion_mnist/idx_reader.hpp"
 
 namespace swarmsgd::examples::resnet {
@@ -57,9 +58,9 @@ struct image_dataset {
     out.pixels.reserve(indices.size() * set.image_bytes());
     out.labels.reserve(indices.size());
     for (std::size_t i : indices) {
-        swarmsgd::detail::require<invalid_argument_error>(i < set.count(), "select: index ", i,
-                                                          " is out of range for ", set.name, " (",
-                                                          set.count(), " images)");
+        swarmsgd::examples::require<invalid_argument_error>(i < set.count(), "select: index ", i,
+                                                            " is out of range for ", set.name, " (",
+                                                            set.count(), " images)");
         out.push_back_from(set, i);
     }
     return out;

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../../common/checks.hpp"
 #include "image_dataset.hpp"
 
 namespace swarmsgd::examples::resnet {
@@ -31,7 +32,7 @@ struct channel_normalization {
 /// Measures the per-channel mean and standard deviation of `set` (in double). A constant
 /// channel gets std 1. Throws invalid_argument_error for an empty set.
 [[nodiscard]] inline channel_normalization measure_normalization(const image_dataset& set) {
-    swarmsgd::detail::require<invalid_argument_error>(
+    swarmsgd::examples::require<invalid_argument_error>(
         set.count() > 0 && set.channels > 0, "measure_normalization: ", set.name, " is empty");
     const auto channels = static_cast<std::size_t>(set.channels);
     const std::size_t plane = set.image_bytes() / channels;

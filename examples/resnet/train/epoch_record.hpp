@@ -11,6 +11,8 @@
 #include <cstring>
 #include <string>
 
+#include "../../common/checks.hpp"
+
 namespace swarmsgd::examples::resnet {
 
 /// What the run measured at the end of an epoch.
@@ -60,8 +62,8 @@ public:
     explicit epoch_csv(std::string path) : path_(std::move(path)) {
         file_ = std::fopen(path_.c_str(), "w");
         if (file_ == nullptr)
-            throw error(swarmsgd::detail::concat("cannot write CSV file ", path_, ": ",
-                                                 std::strerror(errno)));
+            throw error(swarmsgd::examples::concat("cannot write CSV file ", path_, ": ",
+                                                   std::strerror(errno)));
         std::fprintf(file_, "%s\n", epoch_csv_header);
         std::fflush(file_);
     }
@@ -78,8 +80,8 @@ public:
                                          static_cast<unsigned long long>(r.bytes_sent),
                                          r.averaging_share, r.seconds);
         if (written < 0 || std::fflush(file_) != 0)
-            throw error(swarmsgd::detail::concat("cannot write CSV file ", path_, ": ",
-                                                 std::strerror(errno)));
+            throw error(swarmsgd::examples::concat("cannot write CSV file ", path_, ": ",
+                                                   std::strerror(errno)));
     }
 
     /// The file's path.

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "../../common/checks.hpp"
 #include "../data/batch_sampler.hpp"
 #include "../data/image_dataset.hpp"
 #include "../data/normalization.hpp"
@@ -53,8 +54,8 @@ namespace swarmsgd::examples::resnet {
                                           std::span<const float> params, const image_dataset& set,
                                           const channel_normalization& norm, unsigned threads = 1,
                                           int chunk = 100) {
-    swarmsgd::detail::require<invalid_argument_error>(set.count() > 0, "test_accuracy: ", set.name,
-                                                      " is empty");
+    swarmsgd::examples::require<invalid_argument_error>(set.count() > 0,
+                                                        "test_accuracy: ", set.name, " is empty");
     threads = std::max(1U, std::min<unsigned>(threads, static_cast<unsigned>(set.count())));
     std::vector<std::size_t> correct(threads, 0);
     std::vector<std::exception_ptr> errors(threads);

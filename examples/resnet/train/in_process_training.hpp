@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "../../common/checks.hpp"
 #include "epoch_monitor.hpp"
 #include "epoch_record.hpp"
 #include "evaluation.hpp"
@@ -71,8 +72,9 @@ training_result train_in_process(const run_options& o, const training_data& d, Q
                                  const training_output& out = {}) {
     const std::size_t n = o.nodes;
     if (n > d.train.count())
-        throw usage_error(swarmsgd::detail::concat("--nodes ", n, " exceeds the ", d.train.count(),
-                                                   " training images (every node needs one)"));
+        throw usage_error(swarmsgd::examples::concat("--nodes ", n, " exceeds the ",
+                                                     d.train.count(),
+                                                     " training images (every node needs one)"));
     const resnet_config config = make_resnet_config(o, d.train);
     training_result result;
     result.plan = make_plan(o, d.train.count(), n);

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "../../common/checks.hpp"
+
 namespace swarmsgd::examples::resnet {
 
 /// An invalid command line (the programs print it with the usage and exit with status 2).
@@ -64,7 +66,7 @@ inline const std::vector<std::string> quantizer_names = {
 
 /// The usage text (`program` is the name printed; `mpi` drops --nodes).
 [[nodiscard]] inline std::string usage_text(const std::string& program, bool mpi) {
-    return swarmsgd::detail::concat(
+    return swarmsgd::examples::concat(
         "usage: ", program, " [options]\n",
         "  --dataset fashion-mnist|cifar10|cifar100   (default fashion-mnist)\n"
         "  --data DIR            data directory (Fashion-MNIST: /usr/share/datasets/fashion-mnist\n"
@@ -144,9 +146,9 @@ namespace cli {
             const bool ok = end != v.c_str() && *end == '\0' && std::isfinite(d) && d >= lo &&
                             d <= hi && (!integer || d == std::floor(d));
             if (!ok)
-                cli::bad(swarmsgd::detail::concat(arg, " needs ",
-                                                  integer ? "a whole number" : "a number", " in [",
-                                                  lo, ", ", hi, "], got '", v, "'"));
+                cli::bad(swarmsgd::examples::concat(arg, " needs ",
+                                                    integer ? "a whole number" : "a number",
+                                                    " in [", lo, ", ", hi, "], got '", v, "'"));
             return d;
         };
         auto choice = [&](const std::vector<std::string>& allowed) {
@@ -169,7 +171,7 @@ namespace cli {
         } else if (arg == "--depth") {
             o.depth = static_cast<int>(number(8, 1000, true));
             if ((o.depth - 2) % 6 != 0)
-                cli::bad(swarmsgd::detail::concat(
+                cli::bad(swarmsgd::examples::concat(
                     "--depth ", o.depth, " is not 6k+2 (8, 14, 20, 32, 44, 56, 110, ...)"));
         } else if (arg == "--width")
             o.width = static_cast<int>(number(1, 1024, true));
@@ -234,8 +236,8 @@ namespace cli {
             cli::bad("unknown option '" + arg + "'");
     }
     if (!o.geometric && o.h != std::floor(o.h))
-        cli::bad(swarmsgd::detail::concat("--H ", o.h,
-                                          " must be a whole number unless --geometric is given"));
+        cli::bad(swarmsgd::examples::concat("--H ", o.h,
+                                            " must be a whole number unless --geometric is given"));
     if (o.csv.empty()) cli::bad("--csv needs a file name, got ''");
     return o;
 }

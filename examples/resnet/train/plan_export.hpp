@@ -24,6 +24,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../../common/checks.hpp"
 #include "../data/batch_sampler.hpp"
 #include "../data/image_dataset.hpp"
 #include "../resnet.hpp"
@@ -66,7 +67,7 @@ std::string join(const std::vector<T>& v) {
             std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(x));
             out += buf;
         } else {
-            out += swarmsgd::detail::concat(x);
+            out += swarmsgd::examples::concat(x);
         }
     }
     return out;
@@ -98,7 +99,7 @@ inline void export_plan(const run_options& o, const training_data& d, const resn
     if (rank != 0) return;
     pf::write_raw(dir / "init.f32", initial.data(), initial.size_bytes());
     pf::write_images(dir, "test", d.test);
-    const std::string meta = swarmsgd::detail::concat(
+    const std::string meta = swarmsgd::examples::concat(
         "ranks=", n, "\nbatch=", o.batch, "\nsteps_per_node=", plan.steps_per_node,
         "\nepochs=", o.epochs,
         "\nsteps_per_epoch=", pf::join(std::vector<double>{plan.steps_per_epoch}),

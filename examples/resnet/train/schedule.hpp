@@ -14,16 +14,18 @@
 #include <functional>
 #include <string>
 
+#include "../../common/checks.hpp"
+
 namespace swarmsgd::examples::resnet {
 
 /// The schedule `kind` ("cosine" or "step") over `total` local steps with `warmup` warm-up
 /// steps (warmup < total, or 0). Throws invalid_argument_error naming a bad kind or count.
 [[nodiscard]] inline std::function<double(std::size_t, double)> make_schedule(
     const std::string& kind, std::size_t total, std::size_t warmup) {
-    swarmsgd::detail::require<invalid_argument_error>(kind == "cosine" || kind == "step",
-                                                      "make_schedule: unknown schedule '", kind,
-                                                      "' (expected cosine or step)");
-    swarmsgd::detail::require<invalid_argument_error>(
+    swarmsgd::examples::require<invalid_argument_error>(kind == "cosine" || kind == "step",
+                                                        "make_schedule: unknown schedule '", kind,
+                                                        "' (expected cosine or step)");
+    swarmsgd::examples::require<invalid_argument_error>(
         total > 0 && (warmup == 0 || warmup < total), "make_schedule: ", warmup,
         " warm-up steps do not fit in a run of ", total, " steps");
     const bool cosine = kind == "cosine";

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../../common/checks.hpp"
 #include "../data/cifar.hpp"
 #include "../data/fashion_mnist.hpp"
 #include "../data/image_dataset.hpp"
@@ -48,9 +49,9 @@ inline constexpr std::uint64_t train_subset_seed = 0x53554253;  // "SUBS"
     } else {
         if (o.data.empty())
             throw usage_error(
-                swarmsgd::detail::concat("--dataset ", o.dataset,
-                                         " needs --data DIR: the directory of the binary version "
-                                         "from https://www.cs.toronto.edu/~kriz/cifar.html"));
+                swarmsgd::examples::concat("--dataset ", o.dataset,
+                                           " needs --data DIR: the directory of the binary version "
+                                           "from https://www.cs.toronto.edu/~kriz/cifar.html"));
         const auto v = o.dataset == "cifar10" ? cifar_variant::cifar10 : cifar_variant::cifar100;
         d.train = load_cifar(o.data, v, true);
         d.test = load_cifar(o.data, v, false);
@@ -80,9 +81,9 @@ inline constexpr std::uint64_t train_subset_seed = 0x53554253;  // "SUBS"
     if (name == "hypercube") {
         if ((n & (n - 1)) != 0)
             throw usage_error(
-                swarmsgd::detail::concat("--topology hypercube needs a power-of-two "
-                                         "number of nodes, got ",
-                                         n));
+                swarmsgd::examples::concat("--topology hypercube needs a power-of-two "
+                                           "number of nodes, got ",
+                                           n));
         return topology::hypercube(n);
     }
     if (name == "torus") {
@@ -127,9 +128,9 @@ struct training_plan {
     p.epochs.push_back(o.epochs);
     p.warmup_steps = static_cast<std::size_t>(std::llround(o.warmup_epochs * p.steps_per_epoch));
     if (o.warmup_epochs > 0 && p.warmup_steps >= p.steps_per_node)
-        throw usage_error(swarmsgd::detail::concat("--warmup-epochs ", o.warmup_epochs,
-                                                   " is as long as the run (--epochs ", o.epochs,
-                                                   "); it must be shorter"));
+        throw usage_error(swarmsgd::examples::concat("--warmup-epochs ", o.warmup_epochs,
+                                                     " is as long as the run (--epochs ", o.epochs,
+                                                     "); it must be shorter"));
     return p;
 }
 
