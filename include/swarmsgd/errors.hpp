@@ -53,6 +53,14 @@ public:
     using error::error;
 };
 
+/// The run was aborted because another node failed: thrown by every in-process endpoint (and
+/// by the endpoints of any thread_world) after its world's abort(); the threaded drivers
+/// rethrow the original failure instead.
+class aborted_error : public error {
+public:
+    using error::error;
+};
+
 /// A data file is missing, truncated or corrupt.
 class data_error : public error {
 public:

@@ -7,18 +7,23 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <mutex>
 #include <span>
+#include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "communicators/in_process.hpp"
 #include "consensus.hpp"
+#include "detail/type_checks.hpp"
 #include "errors.hpp"
 #include "model.hpp"
 #include "node_stats.hpp"
 #include "problem.hpp"
 #include "quantizers/identity.hpp"
 #include "swarm_node.hpp"
+#include "thread_world.hpp"
 #include "topology.hpp"
 
 namespace swarmsgd {
@@ -50,25 +55,32 @@ struct no_step_callback {
     void operator()(Args&&...) const noexcept {}
 };
 
-/// The generic in-process driver: trains `models[i]` on node i with `steps[i]` local steps, one
-/// thread per node, each thread owning the node `make_node(i, models[i], comm)` returns (any
-/// algorithm with blocking `step(grad)` and `finish()`: swarm_node, the baselines of
-/// baselines/). Each step computes node i's gradient with `problem`, calls `node.step(grad)`
-/// and then `on_step(node, step, loss, stats)` from that node's thread; then `node.finish()`.
-/// If a node throws, the others are stopped (the world is aborted) and the first error is
-/// rethrown here, not the aborts it caused. `seed` seeds node i's data stream rng(seed, n + i).
-template <class Model, class Problem, class MakeNode, class OnStep = no_step_callback>
-swarm_report run_nodes_in_process(std::vector<Model>& models, Problem& problem,
+/// The generic threaded driver: trains `models[i]` on node i with `steps[i]` local steps, one
+/// thread per node, over the endpoints of `world` (any thread_world: in_process_world, or your
+/// own transport or wrapper), each thread owning the node `make_node(i, models[i], comm)`
+/// returns (any algorithm with blocking `step(grad)` and `finish()`: swarm_node, the baselines
+/// of baselines/), `comm` being `world.endpoint_for(i)`. Each step computes node i's gradient
+/// with `problem`, calls `node.step(grad)` and then `on_step(node, step, loss, stats)` from that
+/// node's thread; then `node.finish()`. If a node throws, `world.abort` stops the others and
+/// the first error is rethrown here, not the aborts it caused. `seed` seeds node i's data
+/// stream rng(seed, n + i).
+template <thread_world World, class Model, class Problem, class MakeNode,
+          class OnStep = no_step_callback>
+swarm_report run_nodes_in_process(World& world, std::vector<Model>& models, Problem& problem,
                                   std::span<const std::size_t> steps, std::uint64_t seed,
                                   MakeNode make_node, OnStep on_step = OnStep{}) {
+    static_assert(detail::check_model<Model>());
     using value_type = model_value_t<Model>;
     using detail::require;
-    static_assert(problem_for<Problem, Model>,
+    static_assert(!any_model<Model> || problem_for<Problem, Model>,  // else check_model reported
                   "swarmsgd: the Problem type needs a member "
                   "`double gradient(std::size_t node, const Model& x, std::span<value_type> grad, "
                   "swarmsgd::rng& random)`; see problem.hpp");
     const std::size_t n = models.size();
     require<invalid_argument_error>(n >= 1, "run_in_process: no models (n = 0)");
+    require<invalid_argument_error>(static_cast<std::size_t>(world.size()) == n,
+                                    "run_in_process: the world has ", world.size(),
+                                    " endpoints for ", n, " models");
     require<invalid_argument_error>(steps.size() == n, "run_in_process: ", steps.size(),
                                     " step counts for ", n, " nodes");
     const std::size_t size = model_size(models[0]);
@@ -77,10 +89,13 @@ swarm_report run_nodes_in_process(std::vector<Model>& models, Problem& problem,
                                      " has a model of ", model_size(models[i]),
                                      " elements, node 0 has ", size);
 
-    in_process_world world(n);
     swarm_report report;
     report.nodes.resize(n);
     std::vector<std::exception_ptr> errors(n);
+    std::once_flag aborted;
+    const auto abort = [&](const std::string& reason) {
+        std::call_once(aborted, [&] { world.abort(reason); });
+    };
     const auto start = std::chrono::steady_clock::now();
     {
         std::vector<std::jthread> threads;
@@ -105,11 +120,10 @@ swarm_report run_nodes_in_process(std::vector<Model>& models, Problem& problem,
                     errors[i] = std::current_exception();
                 } catch (const std::exception& e) {
                     errors[i] = std::current_exception();
-                    world.abort(detail::concat("node ", i, " failed: ", e.what()));
+                    abort(detail::concat("node ", i, " failed: ", e.what()));
                 } catch (...) {
                     errors[i] = std::current_exception();
-                    world.abort(
-                        detail::concat("node ", i, " failed with a non-standard exception"));
+                    abort(detail::concat("node ", i, " failed with a non-standard exception"));
                 }
             });
         }
@@ -133,15 +147,33 @@ swarm_report run_nodes_in_process(std::vector<Model>& models, Problem& problem,
     return report;
 }
 
-/// Trains `models[i]` on node i with `steps[i]` local steps, one thread per node, until every
-/// node has finished and the shutdown protocol completed. `on_step(node, step, loss, stats)` is
-/// called after each local step from that node's thread (print progress from node 0, say).
-/// If a node throws, the others are stopped and the first error is rethrown here.
-template <class Model, class Problem, class Quant = identity_quantizer<model_value_t<Model>>,
+/// The same over a fresh in_process_world of `models.size()` nodes (the embedded default).
+template <class Model, class Problem, class MakeNode, class OnStep = no_step_callback>
+swarm_report run_nodes_in_process(std::vector<Model>& models, Problem& problem,
+                                  std::span<const std::size_t> steps, std::uint64_t seed,
+                                  MakeNode make_node, OnStep on_step = OnStep{}) {
+    static_assert(detail::check_model<Model>());
+    detail::require<invalid_argument_error>(!models.empty(), "run_in_process: no models (n = 0)");
+    in_process_world world(models.size());
+    return run_nodes_in_process(world, models, problem, steps, seed, std::move(make_node),
+                                std::move(on_step));
+}
+
+/// Trains `models[i]` on node i with `steps[i]` local steps, one thread per node, over the
+/// endpoints of `world` (any thread_world: your own transport, or a wrapper around
+/// in_process_world's endpoints), until every node has finished and the shutdown protocol
+/// completed. `on_step(node, step, loss, stats)` is called after each local step from that
+/// node's thread (print progress from node 0, say). If a node throws, the others are stopped
+/// and the first error is rethrown here.
+template <thread_world World, class Model, class Problem,
+          class Quant = typename detail::default_quantizer<Model>::type,
           class OnStep = no_step_callback>
-swarm_report run_in_process(std::vector<Model>& models, const topology& graph, Problem& problem,
-                            std::span<const std::size_t> steps, const swarm_options& options,
-                            Quant quantizer = Quant{}, OnStep on_step = OnStep{}) {
+swarm_report run_in_process(World& world, std::vector<Model>& models, const topology& graph,
+                            Problem& problem, std::span<const std::size_t> steps,
+                            const swarm_options& options, Quant quantizer = Quant{},
+                            OnStep on_step = OnStep{}) {
+    static_assert(detail::check_model<Model>());
+    static_assert(detail::check_quantizer<Model, Quant>());
     // The generic driver checks n and the sizes; the topology is swarm_node's concern, but is
     // checked here, after n, so that a mismatch is reported before any thread starts.
     detail::require<invalid_argument_error>(!models.empty(), "run_in_process: no models (n = 0)");
@@ -150,20 +182,48 @@ swarm_report run_in_process(std::vector<Model>& models, const topology& graph, P
                                     " models");
     options.validate();
     return run_nodes_in_process(
-        models, problem, steps, options.seed,
-        [&](std::size_t /*i*/, Model& model, in_process_communicator& comm) {
-            return swarm_node<Model, in_process_communicator, Quant>(model, comm, graph, options,
-                                                                     quantizer);
+        world, models, problem, steps, options.seed,
+        [&](std::size_t /*i*/, Model& model, auto& comm) {
+            using comm_type = std::remove_reference_t<decltype(comm)>;
+            return swarm_node<Model, comm_type, Quant>(model, comm, graph, options, quantizer);
         },
         std::move(on_step));
 }
 
+/// The same over a fresh in_process_world of `models.size()` nodes (the embedded default).
+template <class Model, class Problem, class Quant = typename detail::default_quantizer<Model>::type,
+          class OnStep = no_step_callback>
+swarm_report run_in_process(std::vector<Model>& models, const topology& graph, Problem& problem,
+                            std::span<const std::size_t> steps, const swarm_options& options,
+                            Quant quantizer = Quant{}, OnStep on_step = OnStep{}) {
+    static_assert(detail::check_model<Model>());
+    detail::require<invalid_argument_error>(!models.empty(), "run_in_process: no models (n = 0)");
+    in_process_world world(models.size());
+    return run_in_process(world, models, graph, problem, steps, options, std::move(quantizer),
+                          std::move(on_step));
+}
+
+/// Same, over `world`, with the same number of local steps on every node.
+template <thread_world World, class Model, class Problem,
+          class Quant = typename detail::default_quantizer<Model>::type,
+          class OnStep = no_step_callback>
+swarm_report run_in_process(World& world, std::vector<Model>& models, const topology& graph,
+                            Problem& problem, std::size_t steps_per_node,
+                            const swarm_options& options, Quant quantizer = Quant{},
+                            OnStep on_step = OnStep{}) {
+    static_assert(detail::check_model<Model>());
+    const std::vector<std::size_t> steps(models.size(), steps_per_node);
+    return run_in_process(world, models, graph, problem, std::span<const std::size_t>(steps),
+                          options, std::move(quantizer), std::move(on_step));
+}
+
 /// Same, with the same number of local steps on every node.
-template <class Model, class Problem, class Quant = identity_quantizer<model_value_t<Model>>,
+template <class Model, class Problem, class Quant = typename detail::default_quantizer<Model>::type,
           class OnStep = no_step_callback>
 swarm_report run_in_process(std::vector<Model>& models, const topology& graph, Problem& problem,
                             std::size_t steps_per_node, const swarm_options& options,
                             Quant quantizer = Quant{}, OnStep on_step = OnStep{}) {
+    static_assert(detail::check_model<Model>());
     const std::vector<std::size_t> steps(models.size(), steps_per_node);
     return run_in_process(models, graph, problem, std::span<const std::size_t>(steps), options,
                           std::move(quantizer), std::move(on_step));

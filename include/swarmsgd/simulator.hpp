@@ -20,6 +20,7 @@
 
 #include "communicators/simulated.hpp"
 #include "consensus.hpp"
+#include "detail/type_checks.hpp"
 #include "errors.hpp"
 #include "model.hpp"
 #include "problem.hpp"
@@ -50,11 +51,14 @@ struct simulator_options {
 };
 
 /// Simulates `models.size()` nodes training `problem` on `graph`.
-template <class Model, class Problem, class Quant = identity_quantizer<model_value_t<Model>>>
+template <class Model, class Problem, class Quant = typename detail::default_quantizer<Model>::type>
 class simulator {
+    static_assert(detail::check_model<Model>());
+    static_assert(detail::check_quantizer<Model, Quant>());
+
 public:
-    using value_type = model_value_t<Model>;  ///< float or double
-    static_assert(problem_for<Problem, Model>,
+    using value_type = model_value_t<Model>;                         ///< float or double
+    static_assert(!any_model<Model> || problem_for<Problem, Model>,  // else check_model reported
                   "swarmsgd: the Problem type needs a member "
                   "`double gradient(std::size_t node, const Model& x, std::span<value_type> grad, "
                   "swarmsgd::rng& random)`; see problem.hpp");

@@ -22,6 +22,7 @@
 #include "simulator.hpp"
 #include "stepping_node.hpp"
 #include "swarm_node.hpp"
+#include "thread_world.hpp"
 #include "swarm_options.hpp"
 #include "tensor_traits.hpp"
 #include "topology.hpp"

@@ -24,8 +24,8 @@
 
 #include "thrust/baseline_memory.hpp"
 #include "thrust/codec.hpp"
+#include "thrust/detail/node_memory.hpp"
 #include "thrust/model_ops.hpp"
-#include "thrust/node_memory.hpp"
 #include "thrust/quantizers.hpp"
 #include "thrust/sgd.hpp"
 #include "thrust/system.hpp"

@@ -34,6 +34,7 @@
 #include "communicators/timed.hpp"
 #include "consensus.hpp"
 #include "detail/processor_sharing.hpp"
+#include "detail/type_checks.hpp"
 #include "errors.hpp"
 #include "model.hpp"
 #include "problem.hpp"
@@ -134,10 +135,12 @@ struct timed_budget {
 /// (its nodes point into it).
 template <class Model, class Problem, class Node>
 class timed_simulator {
+    static_assert(detail::check_model<Model>());
+
 public:
     using value_type = model_value_t<Model>;        ///< float or double
     using endpoint_type = timed_network::endpoint;  ///< the communicator each node gets
-    static_assert(problem_for<Problem, Model>,
+    static_assert(!any_model<Model> || problem_for<Problem, Model>,  // else check_model reported
                   "swarmsgd: the Problem type needs a member "
                   "`double gradient(std::size_t node, const Model& x, std::span<value_type> grad, "
                   "swarmsgd::rng& random)`; see problem.hpp");

@@ -1,6 +1,6 @@
 // expect: does not satisfy swarmsgd::communicator
 // A communicator without try_receive(): swarm_node must name the concept it misses.
-// Compile with -DSWARMSGD_FAILTEST_CORRECTED to check the complete communicator compiles.
+// Written with deduction; the corrected variant (complete) is compiled by failtest_*_corrected.
 #include <chrono>
 #include <cstddef>
 #include <optional>
@@ -23,6 +23,6 @@ int main() {
     std::vector<float> model(3);
     incomplete_communicator comm;
     const auto graph = swarmsgd::topology::complete(1);
-    swarmsgd::swarm_node<std::vector<float>, incomplete_communicator> node(model, comm, graph, {});
+    swarmsgd::swarm_node node(model, comm, graph, {});
     return static_cast<int>(node.size()) - 3;
 }

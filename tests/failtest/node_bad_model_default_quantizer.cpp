@@ -1,7 +1,8 @@
 // expect: neither a tensor nor a list of tensors
-// As node_bad_model.cpp, but with the default quantizer, the way users write it. The default
-// template argument must not be evaluated before swarm_node's readable static_assert runs.
-// Compile with -DSWARMSGD_FAILTEST_CORRECTED to check std::vector<double> compiles.
+// As node_bad_model.cpp, but written the way the docs write it: class template argument
+// deduction and the default quantizer. Deduction must succeed (the default quantizer is not
+// evaluated from a Model that is not one) so that swarm_node's readable static_assert runs.
+// The corrected variant (std::vector<double>) is compiled by failtest_*_corrected.
 #include <swarmsgd/communicators/simulated.hpp>
 #include <swarmsgd/swarm_node.hpp>
 #include <vector>
@@ -16,7 +17,6 @@ int main() {
     swarmsgd::simulated_network net(1, 0, 0, 1);
     auto endpoint = net.endpoint_for(0);
     const auto graph = swarmsgd::topology::complete(1);
-    swarmsgd::swarm_node<model_type, swarmsgd::simulated_network::endpoint> node(model, endpoint,
-                                                                                 graph, {});
+    swarmsgd::swarm_node node(model, endpoint, graph, {});
     return static_cast<int>(node.size()) - 3;
 }

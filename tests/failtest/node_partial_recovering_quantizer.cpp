@@ -3,10 +3,10 @@
 // recovering capability (recovering_quantizer_for, quantizer.hpp): swarm_node refuses it in
 // words instead of silently not recovering (or failing deep inside the device back end).
 // Compile with -DSWARMSGD_FAILTEST_CORRECTED to check that the full capability compiles.
+#include <span>
 #include <swarmsgd/communicators/simulated.hpp>
 #include <swarmsgd/quantizers/identity.hpp>
 #include <swarmsgd/swarm_node.hpp>
-#include <span>
 #include <vector>
 
 struct adaptive_identity : swarmsgd::identity_quantizer<float> {

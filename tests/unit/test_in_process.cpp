@@ -2,9 +2,12 @@
 // straggler and delayed replies, no deadlock at scale, consensus, errors that stop every thread.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <swarmsgd/swarmsgd.hpp>
 #include <thread>
 
@@ -88,40 +91,36 @@ private:
 };
 static_assert(communicator<delaying_communicator<in_process_communicator>>);
 
-/// Runs n threads of swarm_node over delaying communicators (a hand-written driver, as a user
-/// embedding the library in a framework would write it).
+/// The endpoints of an in_process_world wrapped in delaying communicators: a user's own
+/// thread_world. Counts the aborts.
+class delaying_world {
+public:
+    explicit delaying_world(std::size_t n) : inner_(n) {}
+    std::size_t size() const { return inner_.size(); }
+    delaying_communicator<in_process_communicator> endpoint_for(std::size_t i) {
+        return {inner_.endpoint_for(i), 100 + i};
+    }
+    void abort(const std::string& reason) {
+        ++aborts;
+        inner_.abort(reason);
+    }
+    std::atomic<int> aborts{0};
+
+private:
+    in_process_world inner_;
+};
+static_assert(thread_world<delaying_world>);
+static_assert(thread_world<in_process_world>);
+
+/// Runs n threads of swarm_node over delaying communicators (run_in_process over a user's
+/// thread_world).
 template <class Problem>
 std::vector<node_stats> run_delayed(std::vector<std::vector<double>>& models, const topology& g,
                                     Problem& p, std::size_t steps, const swarm_options& o) {
-    const std::size_t n = models.size();
-    in_process_world world(n);
-    std::vector<node_stats> stats(n);
-    std::vector<std::exception_ptr> errors(n);
-    {
-        std::vector<std::jthread> threads;
-        for (std::size_t i = 0; i < n; ++i)
-            threads.emplace_back([&, i] {
-                try {
-                    delaying_communicator comm(world.endpoint_for(i), 100 + i);
-                    swarm_node node(models[i], comm, g, o);
-                    rng data(1, i);
-                    std::vector<double> grad(models[i].size());
-                    for (std::size_t s = 0; s < steps; ++s) {
-                        p.gradient(i, models[i], std::span<double>(grad), data);
-                        node.apply_gradient(grad);
-                        node.after_local_step();
-                    }
-                    node.finish();
-                    stats[i] = node.stats();
-                } catch (...) {
-                    errors[i] = std::current_exception();
-                    world.abort("test node failed");
-                }
-            });
-    }
-    for (auto& e : errors)
-        if (e) std::rethrow_exception(e);
-    return stats;
+    delaying_world world(models.size());
+    const auto report = run_in_process(world, models, g, p, steps, o);
+    CHECK(world.aborts == 0);
+    return report.nodes;
 }
 
 void check_mean_preserved(const std::vector<double>& s0,
@@ -299,6 +298,34 @@ TEST_CASE("in-process: a NaN gradient on one node stops the swarm with that erro
     auto g = topology::complete(6);
     CHECK_THROWS_WITH_AS(run_in_process(models, g, p, 1000, o),
                          doctest::Contains("node 3: gradient element 2 is nan"), non_finite_error);
+}
+
+TEST_CASE("in-process: over a user's thread_world, a failing node's error is rethrown, once") {
+    struct throw_on_node_2 {
+        double gradient(std::size_t node, const std::vector<double>&, std::span<double> g, rng&) {
+            for (auto& v : g) v = 0.1;
+            if (node == 2 && ++calls == 30) throw std::runtime_error("node 2's data loader failed");
+            spin_for(20us);
+            return 0;
+        }
+        int calls = 0;  // touched by node 2's thread only
+    } p;
+    auto models = random_models(5, 4, 8);
+    swarm_options o;
+    o.sgd.learning_rate = 0.01;
+    const auto g = topology::ring(5);
+    delaying_world world(5);
+    // The original error, not the aborted_error it caused on the other nodes; abort once.
+    CHECK_THROWS_WITH_AS(run_in_process(world, models, g, p, 1000, o),
+                         "node 2's data loader failed", std::runtime_error);
+    CHECK(world.aborts == 1);
+
+    // A world of the wrong size is refused before any thread starts.
+    delaying_world small(4);
+    CHECK_THROWS_WITH_AS(run_in_process(small, models, g, p, 10, o),
+                         "run_in_process: the world has 4 endpoints for 5 models",
+                         invalid_argument_error);
+    CHECK(small.aborts == 0);
 }
 
 TEST_CASE("in-process: models of different sizes are rejected, naming nodes and sizes") {

@@ -20,12 +20,6 @@
 
 namespace swarmsgd {
 
-/// Thrown by every in-process endpoint after the world was aborted (another node failed).
-class aborted_error : public error {
-public:
-    using error::error;
-};
-
 /// The shared state of n in-process nodes. Create one, then one endpoint per node with
 /// `endpoint_for(rank)`; the world must outlive its endpoints.
 class in_process_world {

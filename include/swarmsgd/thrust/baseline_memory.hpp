@@ -6,7 +6,7 @@
 /// quantizers) run on flat host buffers, so a model or a gradient is staged through host
 /// memory: one model-sized copy out (load) and one in (store, add, step) per exchange.
 ///
-/// Why staging, not the node's device back end (thrust/node_memory.hpp): a ring allreduce
+/// Why staging, not the node's device back end (thrust/detail/node_memory.hpp): a ring allreduce
 /// reduces one segment per hop, each a few kilobytes to megabytes, where a kernel launch per hop
 /// and per quantizer call costs more than the copy; and MPI (without CUDA awareness) needs the
 /// values in host memory anyway. Any host quantizer works on the wire, device codecs are not

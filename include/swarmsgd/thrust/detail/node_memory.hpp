@@ -1,6 +1,7 @@
 #pragma once
-/// \file thrust/node_memory.hpp
-/// The back end of swarm_node for system models (detail::node_memory, see swarm_node.hpp):
+/// \file thrust/detail/node_memory.hpp
+/// The back end of swarm_node for system models (detail::node_memory, see
+/// detail/node_memory.hpp, which holds the interface and the host back end):
 /// snapshots, decoded models and the optimizer's velocity are system_buffers in the model's
 /// system; finiteness checks, the averaging step, range copies and distances run there;
 /// encode/decode go through the quantizer's system_codec. Host memory sees only message bytes:
@@ -19,17 +20,17 @@
 #include <span>
 #include <vector>
 
-#include "../detail/fallback.hpp"
-#include "../errors.hpp"
-#include "../message.hpp"
-#include "../model.hpp"
-#include "../quantizer.hpp"
-#include "../random.hpp"
-#include "../swarm_node.hpp"
-#include "codec.hpp"
-#include "model_ops.hpp"
-#include "sgd.hpp"
-#include "system_buffer.hpp"
+#include "../../detail/fallback.hpp"
+#include "../../detail/node_memory.hpp"
+#include "../../errors.hpp"
+#include "../../message.hpp"
+#include "../../model.hpp"
+#include "../../quantizer.hpp"
+#include "../../random.hpp"
+#include "../codec.hpp"
+#include "../model_ops.hpp"
+#include "../sgd.hpp"
+#include "../system_buffer.hpp"
 
 namespace swarmsgd::detail {
 
