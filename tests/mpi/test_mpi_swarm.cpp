@@ -48,9 +48,8 @@ struct run_result {
 };
 
 /// Trains this rank's node for `steps` local steps; `pause` is this rank's compute time.
-run_result train(const swarm_options& o, std::size_t steps, std::chrono::microseconds pause,
-                 std::size_t dim = 6) {
-    mpi_communicator comm;
+run_result train_on(mpi_communicator& comm, const swarm_options& o, std::size_t steps,
+                    std::chrono::microseconds pause, std::size_t dim = 6) {
     const auto n = comm.size();
     const auto g = n == 1 ? topology::complete(1) : topology::complete(n);
     run_result r;
@@ -72,6 +71,23 @@ run_result train(const swarm_options& o, std::size_t steps, std::chrono::microse
     node.finish();
     r.stats = node.stats();
     return r;
+}
+
+run_result train(const swarm_options& o, std::size_t steps, std::chrono::microseconds pause,
+                 std::size_t dim = 6) {
+    mpi_communicator comm;
+    return train_on(comm, o, steps, pause, dim);
+}
+
+/// Whether `f` throws mpi_error whose text contains `part`.
+template <class F>
+bool throws_mpi_error(F&& f, const std::string& part) {
+    try {
+        f();
+    } catch (const mpi_error& e) {
+        return std::string(e.what()).find(part) != std::string::npos;
+    }
+    return false;
 }
 
 std::vector<double> allreduce_sum(const std::vector<double>& v) {
@@ -163,6 +179,39 @@ bool scenario(const std::string& name) {
             std::printf("  interactions %.0f, bytes sent by rank 0 %llu, averaging %.3f s\n",
                         sums[0], static_cast<unsigned long long>(r.stats.bytes_sent),
                         r.stats.seconds_averaging);
+    } else if (name == "moved") {
+        // mpi_communicator moves (into a container, as a framework holds its parts): a node
+        // bound to the object moved to trains as usual; the moved-from object refuses every
+        // member that communicates, naming what happened.
+        mpi_communicator first;
+        std::vector<mpi_communicator> comms;
+        comms.push_back(std::move(first));
+        EXPECT(first.native_handle() == MPI_COMM_NULL);
+        EXPECT(first.rank() == static_cast<std::size_t>(rank));
+        EXPECT(first.size() == static_cast<std::size_t>(size));
+        EXPECT(throws_mpi_error([&] { (void)first.try_receive(); }, "was moved from"));
+        EXPECT(throws_mpi_error([&] { (void)first.isend(0, {}); }, "mpi_communicator::isend"));
+        EXPECT(throws_mpi_error([&] { first.announce_done(); }, "was moved from"));
+        EXPECT(throws_mpi_error([&] { (void)first.all_done(); }, "was moved from"));
+        EXPECT(throws_mpi_error([&] { (void)first.wait_for_message(std::chrono::seconds(0)); },
+                                "was moved from"));
+        // Move assignment releases the target's own communicator first (collectively, as
+        // every rank does the same) and leaves the source empty.
+        mpi_communicator second;
+        second = std::move(comms.back());
+        EXPECT(comms.back().native_handle() == MPI_COMM_NULL);
+        o.steps = local_steps::geometric(2);
+        const auto r = train_on(second, o, 200, std::chrono::microseconds(200));
+        if (size > 1) EXPECT(r.stats.interactions_completed + r.stats.interactions_served > 0);
+        mean_preserved(r, o.sgd.learning_rate, ok);
+        // A node bound to an object that is then moved from fails with that error, not a crash.
+        mpi_communicator bound;
+        std::vector<double> model(6, 1.0), grad(6, 0.5);
+        const auto g = topology::complete(static_cast<std::size_t>(size));
+        swarm_node node(model, bound, g, o);
+        mpi_communicator taken(std::move(bound));
+        node.apply_gradient(grad);
+        EXPECT(throws_mpi_error([&] { node.after_local_step(); }, "was moved from"));
     } else if (name == "size_mismatch") {
         mpi_communicator comm;
         std::vector<double> model(rank == 1 ? 11 : 10, 0.0);

@@ -231,6 +231,7 @@ private:
 
 /// One rank's endpoint; satisfies swarmsgd::communicator. Owns a duplicate of the communicator
 /// it wraps (MPI_Comm_dup is collective: every rank constructs its mpi_communicator together).
+/// Movable, not copyable (see the move constructor for what moving does to a bound node).
 class mpi_communicator {
 public:
     /// Wraps `comm` (default MPI_COMM_WORLD). MPI must be initialized.
@@ -250,17 +251,37 @@ public:
     }
     mpi_communicator(const mpi_communicator&) = delete;
     mpi_communicator& operator=(const mpi_communicator&) = delete;
-    /// Frees the duplicate communicator (after the barrier, if one was started, completed).
-    ~mpi_communicator() {
-        int finalized = 0;
-        MPI_Finalized(&finalized);
-        if (finalized != 0) return;
-        if (barrier_ != MPI_REQUEST_NULL) {
-            MPI_Request_free(&barrier_);
-        }
-        abandon_receives();
-        MPI_Comm_free(&comm_);
+
+    /// Moves the endpoint: the private communicator, the shutdown barrier and the receives in
+    /// flight go to the new object. The moved-from object is empty: rank() and size() keep
+    /// their values, native_handle() is MPI_COMM_NULL, and every member that communicates
+    /// throws mpi_error saying it was moved from. A swarm_node (or baseline node) keeps a
+    /// pointer to its communicator, so a node bound to the moved-from object fails with that
+    /// error at its next call, never silently: move communicators before binding nodes.
+    mpi_communicator(mpi_communicator&& o) noexcept
+        : comm_(std::exchange(o.comm_, MPI_COMM_NULL)),
+          rank_(o.rank_),
+          size_(o.size_),
+          barrier_(std::exchange(o.barrier_, MPI_REQUEST_NULL)),
+          done_(std::exchange(o.done_, false)),
+          receiving_(std::exchange(o.receiving_, {})) {}
+
+    /// Releases this endpoint (as the destructor does), then takes `o`'s (see the move
+    /// constructor).
+    mpi_communicator& operator=(mpi_communicator&& o) noexcept {
+        if (this == &o) return *this;
+        release();
+        comm_ = std::exchange(o.comm_, MPI_COMM_NULL);
+        rank_ = o.rank_;
+        size_ = o.size_;
+        barrier_ = std::exchange(o.barrier_, MPI_REQUEST_NULL);
+        done_ = std::exchange(o.done_, false);
+        receiving_ = std::exchange(o.receiving_, {});
+        return *this;
     }
+
+    /// Frees the duplicate communicator (after the barrier, if one was started, completed).
+    ~mpi_communicator() { release(); }
 
     /// Rank of this node.
     [[nodiscard]] std::size_t rank() const noexcept { return rank_; }
@@ -272,6 +293,7 @@ public:
     /// Starts an MPI_Isend of `bytes` to rank `dest`.
     mpi_send_request isend(std::size_t dest, std::vector<std::byte> bytes) {
         using detail::require;
+        require_usable("isend");
         require<invalid_argument_error>(dest < size_, "mpi isend from rank ", rank_, " to rank ",
                                         dest, " but the communicator has ", size_, " ranks");
         require<invalid_argument_error>(bytes.size() <= static_cast<std::size_t>(INT_MAX),
@@ -288,6 +310,7 @@ public:
     /// the receive of every message that has begun to arrive, then hands over the oldest one
     /// whose data is all there and which no older message of the same sender precedes.
     std::optional<received_message> try_receive() {
+        require_usable("try_receive");
         match_arrivals();
         for (auto it = receiving_.begin(); it != receiving_.end(); ++it) {
             if (!complete(*it)) continue;
@@ -307,6 +330,7 @@ public:
 
     /// Probes with a backing-off sleep until a message is there or `timeout` passed.
     bool wait_for_message(std::chrono::nanoseconds timeout) {
+        require_usable("wait_for_message");
         const auto deadline = std::chrono::steady_clock::now() + timeout;
         detail::backoff pause;
         while (true) {
@@ -326,6 +350,7 @@ public:
     /// every rank must train a model of the same size. Throws size_mismatch_error on EVERY
     /// rank, naming the first rank whose size differs from rank 0's and both sizes.
     void check_model_size(std::size_t elements) {
+        require_usable("check_model_size");
         const auto mine = static_cast<unsigned long long>(elements);
         std::vector<unsigned long long> all(size_);
         detail::mpi_check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1,
@@ -348,6 +373,7 @@ public:
     template <class V>
         requires std::same_as<V, float> || std::same_as<V, double> mpi_allreduce_request<V>
         iallreduce_sum(std::span<V> data) {
+            require_usable("iallreduce_sum");
             detail::require<invalid_argument_error>(
                 data.size() <= static_cast<std::size_t>(INT_MAX), "mpi iallreduce: ", data.size(),
                 " elements exceed MPI's int count limit ", INT_MAX);
@@ -363,12 +389,14 @@ public:
 
     /// Enters the non-blocking barrier of the shutdown protocol (once).
     void announce_done() {
+        require_usable("announce_done");
         if (barrier_ != MPI_REQUEST_NULL || done_) return;
         detail::mpi_check(MPI_Ibarrier(comm_, &barrier_), "MPI_Ibarrier");
     }
 
     /// True once every rank has entered the barrier.
     [[nodiscard]] bool all_done() {
+        require_usable("all_done");
         if (done_) return true;
         if (barrier_ == MPI_REQUEST_NULL) return false;
         int flag = 0;
@@ -387,6 +415,28 @@ private:
         MPI_Request request = MPI_REQUEST_NULL;
         bool done = false;
     };
+
+    /// Throws mpi_error when this object was moved from (see the move constructor).
+    void require_usable(const char* member) const {
+        detail::require<mpi_error>(comm_ != MPI_COMM_NULL, "mpi_communicator::", member,
+                                   " on rank ", rank_,
+                                   ": this communicator was moved from (a node bound to it "
+                                   "must be bound to the object it was moved to; move "
+                                   "communicators before binding nodes)");
+    }
+
+    /// The destructor's work: frees the barrier, abandons receives in flight and frees the
+    /// duplicate communicator (nothing for a moved-from object or after MPI_Finalize).
+    void release() noexcept {
+        if (comm_ == MPI_COMM_NULL) return;
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (finalized != 0) return;
+        if (barrier_ != MPI_REQUEST_NULL) MPI_Request_free(&barrier_);
+        abandon_receives();
+        MPI_Comm_free(&comm_);
+        comm_ = MPI_COMM_NULL;
+    }
 
     /// Starts an MPI_Imrecv for every message that has begun to arrive.
     void match_arrivals() {
