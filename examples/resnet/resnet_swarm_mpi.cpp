@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "../common/checks.hpp"
+#include "../common/mpi_reductions.hpp"
 #include "train/epoch_monitor.hpp"
 #include "train/epoch_record.hpp"
 #include "train/evaluation.hpp"
@@ -61,9 +62,9 @@ enum counter : std::size_t {
 struct pending_epoch {
     std::size_t index = 0;
     double reached = 0;  // when this rank reached the boundary (seconds since the start)
-    std::vector<double> send, receive;  // model elements, then the counters
-    std::vector<float> own;             // rank 0: its own snapshot
-    MPI_Request request = MPI_REQUEST_NULL;
+    std::vector<double> send, receive;                    // model elements, then the counters
+    std::vector<float> own;                               // rank 0: its own snapshot
+    swarmsgd::examples::mpi_reductions::request request;  // the reduction in flight
 };
 
 // Turns a completed sum into an epoch_snapshot-like record on rank 0.
@@ -181,6 +182,9 @@ template <class Quant>
 int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quantizer) {
     const std::size_t rank = comm.rank(), n = comm.size();
     const bool root = rank == 0;
+    // The example's own collectives (evaluation reductions), checked, on a communicator of
+    // their own (constructing it is collective).
+    swarmsgd::examples::mpi_reductions reductions;
     const rn::training_data d = rn::load_training_data(o);
     if (n > d.train.count())
         throw rn::usage_error(swarmsgd::examples::concat(n, " ranks exceed the ", d.train.count(),
@@ -199,7 +203,7 @@ int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quan
     const std::size_t params = model.size();
     if (!o.export_plan.empty()) {
         rn::export_plan(o, d, config, plan, rank, n, model, trainer.net.trainable_count());
-        MPI_Barrier(MPI_COMM_WORLD);
+        reductions.barrier();
         if (root)
             std::printf("Plan of %zu ranks x %zu steps of batch %d written to %s\n", n,
                         plan.steps_per_node, o.batch,
@@ -269,12 +273,10 @@ int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quan
         };
         auto collect = [&](bool wait) {
             while (!pending.empty()) {
-                int done = 0;
                 if (wait)
-                    MPI_Wait(&pending.front().request, MPI_STATUS_IGNORE), done = 1;
-                else
-                    MPI_Test(&pending.front().request, &done, MPI_STATUS_IGNORE);
-                if (!done) return;
+                    pending.front().request.wait();
+                else if (!pending.front().request.test())
+                    return;
                 if (root) hand_over(pending.front(), seconds());
                 pending.pop_front();
             }
@@ -283,10 +285,8 @@ int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quan
         // moment the last rank reached it.
         auto reduce_deferred = [&] {
             for (pending_epoch& p : pending) {
-                MPI_Reduce(p.send.data(), root ? p.receive.data() : nullptr,
-                           static_cast<int>(p.send.size()), MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
-                double last = 0;
-                MPI_Reduce(&p.reached, &last, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+                reductions.sum_to_root(p.send, p.receive);
+                const double last = reductions.max_to_root(p.reached);
                 if (root) hand_over(p, last);
             }
             pending.clear();
@@ -335,9 +335,7 @@ int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quan
                 pending.push_back(std::move(p));
                 if (o.deferred_evaluation) continue;
                 pending_epoch& q = pending.back();
-                MPI_Ireduce(q.send.data(), root ? q.receive.data() : nullptr,
-                            static_cast<int>(q.send.size()), MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD,
-                            &q.request);
+                q.request = reductions.start_sum_to_root(q.send, q.receive);
             }
             if (!o.deferred_evaluation) collect(false);
             if (root) {
@@ -368,13 +366,13 @@ int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quan
         // The last row: the final models (after finish()), one blocking reduction at the end.
         const std::vector<double> send = pack(wall);
         std::vector<double> receive(root ? send.size() : 0);
-        MPI_Reduce(send.data(), root ? receive.data() : nullptr, static_cast<int>(send.size()),
-                   MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+        reductions.sum_to_root(send, receive);
         double total_averaging = 0, mine = node.stats().seconds_averaging / wall;
-        MPI_Reduce(&mine, &total_averaging, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+        reductions.sum_to_root(std::span<const double>(&mine, 1),
+                               std::span<double>(&total_averaging, root ? 1 : 0));
         const double split[4] = {times.compute, times.communicate, times.wait, wall};
         std::vector<double> splits(root ? 4 * n : 0);
-        MPI_Gather(split, 4, MPI_DOUBLE, splits.data(), 4, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        reductions.gather_to_root(split, splits);
         if (!root) return 0;
         for (std::size_t r = 0; r < n; ++r)
             std::printf(
