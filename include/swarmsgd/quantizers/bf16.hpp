@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "../detail/cast16.hpp"
+#include "cast16.hpp"
 
 #if defined(__AVX2__) && !defined(SWARMSGD_NO_BF16_AVX2) && !defined(__CUDACC__)
 #include <immintrin.h>
@@ -35,6 +36,7 @@ namespace detail {
 
 /// Element kernel of bf16_quantizer: float <-> bfloat16 bits.
 struct bf16_kernel {
+    static constexpr std::uint16_t format_id = 3;  ///< id in every payload
     static constexpr const char* name = "bf16";
     static constexpr const char* range_text = "|x| < 3.3961e38, which rounds to a finite bf16";
     static constexpr const char* advice = "rescale the model or use identity_quantizer";
@@ -104,38 +106,6 @@ struct bf16_kernel {
 
 /// Rounds every value to bfloat16 (see the file comment for range, errors and format).
 template <tensor_value V>
-class bf16_quantizer {
-public:
-    using value_type = V;                     ///< Element type.
-    using kernel_type = detail::bf16_kernel;  ///< Per-element conversion.
-
-    /// Format id written in every payload.
-    static constexpr std::uint16_t format_id = 3;
-
-    /// Format id written in every payload.
-    [[nodiscard]] std::uint16_t id() const noexcept { return format_id; }
-    /// "bf16".
-    [[nodiscard]] std::string_view name() const noexcept { return "bf16"; }
-
-    /// Payload bytes for n elements: header plus 2 bytes per element (exact).
-    [[nodiscard]] std::size_t max_encoded_size(std::size_t n) const noexcept {
-        return detail::cast16_payload_size(n);
-    }
-
-    /// Writes the bf16 codes; `values` becomes the reconstruction. Throws message_error when
-    /// `out` is too small, invalid_argument_error for a value that would round to infinity,
-    /// non_finite_error for NaN/inf.
-    std::size_t encode(std::span<V> values, std::span<std::byte> out, rng& /*unused*/) const {
-        return detail::cast16_encode<kernel_type>(format_id, values, out);
-    }
-
-    /// Validates header and size (message_error / size_mismatch_error, `out` untouched on
-    /// error) and widens the codes. The reference is not used. Finiteness of the result is
-    /// left to the caller.
-    decode_result decode(std::span<const std::byte> payload, std::span<const V> /*reference*/,
-                         std::span<V> out) const {
-        return detail::cast16_decode<kernel_type>(format_id, payload, out);
-    }
-};
+using bf16_quantizer = cast16_quantizer<detail::bf16_kernel, V>;
 
 }  // namespace swarmsgd

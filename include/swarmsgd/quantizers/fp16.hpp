@@ -27,6 +27,7 @@
 #include <string_view>
 
 #include "../detail/cast16.hpp"
+#include "cast16.hpp"
 
 // The F16C instructions (with AVX2 for the integer range test) give the same bits as the
 // portable conversion; define SWARMSGD_NO_FP16_HARDWARE to use the portable code anyway.
@@ -45,6 +46,7 @@ namespace detail {
 
 /// Element kernel of fp16_quantizer: float <-> binary16 bits.
 struct fp16_kernel {
+    static constexpr std::uint16_t format_id = 2;  ///< id in every payload
     static constexpr const char* name = "fp16";
     static constexpr const char* range_text = "|x| <= 65504";
     static constexpr const char* advice =
@@ -135,38 +137,6 @@ struct fp16_kernel {
 
 /// Rounds every value to IEEE binary16 (see the file comment for range, errors and format).
 template <tensor_value V>
-class fp16_quantizer {
-public:
-    using value_type = V;                     ///< Element type.
-    using kernel_type = detail::fp16_kernel;  ///< Per-element conversion.
-
-    /// Format id written in every payload.
-    static constexpr std::uint16_t format_id = 2;
-
-    /// Format id written in every payload.
-    [[nodiscard]] std::uint16_t id() const noexcept { return format_id; }
-    /// "fp16".
-    [[nodiscard]] std::string_view name() const noexcept { return "fp16"; }
-
-    /// Payload bytes for n elements: header plus 2 bytes per element (exact, not just a bound).
-    [[nodiscard]] std::size_t max_encoded_size(std::size_t n) const noexcept {
-        return detail::cast16_payload_size(n);
-    }
-
-    /// Writes the fp16 codes; `values` becomes the reconstruction. Throws message_error when
-    /// `out` is too small, invalid_argument_error for |x| > 65504, non_finite_error for
-    /// NaN/inf (see detail::cast16_encode for the state of `values` after a throw).
-    std::size_t encode(std::span<V> values, std::span<std::byte> out, rng& /*unused*/) const {
-        return detail::cast16_encode<kernel_type>(format_id, values, out);
-    }
-
-    /// Validates header and size (message_error / size_mismatch_error, `out` untouched on
-    /// error) and widens the codes. The reference is not used. Finiteness of the result is
-    /// left to the caller (codes of inf/NaN are never produced by encode).
-    decode_result decode(std::span<const std::byte> payload, std::span<const V> /*reference*/,
-                         std::span<V> out) const {
-        return detail::cast16_decode<kernel_type>(format_id, payload, out);
-    }
-};
+using fp16_quantizer = cast16_quantizer<detail::fp16_kernel, V>;
 
 }  // namespace swarmsgd

@@ -127,12 +127,9 @@ private:
 
 }  // namespace detail
 
-/// fp16_quantizer<V> in system S.
-template <tensor_value V, class S>
-struct system_codec<fp16_quantizer<V>, S> : detail::cast16_codec<fp16_quantizer<V>, S> {};
-
-/// bf16_quantizer<V> in system S.
-template <tensor_value V, class S>
-struct system_codec<bf16_quantizer<V>, S> : detail::cast16_codec<bf16_quantizer<V>, S> {};
+/// cast16_quantizer<Format, V> (fp16_quantizer<V>, bf16_quantizer<V>) in system S.
+template <class Format, tensor_value V, class S>
+struct system_codec<cast16_quantizer<Format, V>, S>
+    : detail::cast16_codec<cast16_quantizer<Format, V>, S> {};
 
 }  // namespace swarmsgd
