@@ -349,8 +349,13 @@ result run(const environment& env, Problem& problem, const algorithm_spec& spec,
             r.epochs_to_target = epoch;
         }
         r.final_accuracy = accuracy;
-        std::printf("  %-18s epoch %6.2f  t = %10.2f s  test acc %.2f%%  loss %.4f\n",
-                    spec.name.c_str(), epoch, s.now(), 100 * accuracy, loss);
+        // The ResNet's evaluation gives no loss (NaN): the line then leaves it out.
+        if (std::isnan(loss))
+            std::printf("  %-18s epoch %6.2f  t = %10.2f s  test acc %.2f%%\n",
+                        spec.name.c_str(), epoch, s.now(), 100 * accuracy);
+        else
+            std::printf("  %-18s epoch %6.2f  t = %10.2f s  test acc %.2f%%  loss %.4f\n",
+                        spec.name.c_str(), epoch, s.now(), 100 * accuracy, loss);
         std::fflush(stdout);
         if (env.csv != nullptr)
             *env.csv << spec.name << ',' << n << ',' << o.ratio << ',' << o.stragglers << ','
