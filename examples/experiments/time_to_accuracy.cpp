@@ -41,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include "common/topology_choice.hpp"
 #include "fashion_mnist/demo_common.hpp"
 #include "resnet/data/fashion_mnist.hpp"
 #include "resnet/data/normalization.hpp"
@@ -239,21 +240,11 @@ algorithm_spec parse_algorithm(const std::string& name) {
 }
 
 swarmsgd::topology make_graph(const std::string& name, std::size_t n, std::uint64_t seed) {
-    if (n == 1) return swarmsgd::topology::complete(1);
-    if (name == "expander") {
-        const std::size_t degree = std::min<std::size_t>(4, n - 1);
-        if ((n * degree) % 2 != 0) return swarmsgd::topology::ring(n);
-        return swarmsgd::topology::random_regular(n, degree, seed);
+    try {
+        return ex::make_topology(name, n, seed);
+    } catch (const swarmsgd::invalid_argument_error& e) {
+        usage(e.what());
     }
-    if (name == "ring") return swarmsgd::topology::ring(n);
-    if (name == "complete") return swarmsgd::topology::complete(n);
-    if (name == "hypercube") return swarmsgd::topology::hypercube(n);
-    if (name == "torus") {
-        auto rows = static_cast<std::size_t>(std::sqrt(static_cast<double>(n)));
-        while (n % rows != 0) --rows;
-        return swarmsgd::topology::torus(rows, n / rows);
-    }
-    usage("unknown topology " + name);
 }
 
 /// Warm-up then cosine decay over `total` steps of one node.
@@ -351,8 +342,8 @@ result run(const environment& env, Problem& problem, const algorithm_spec& spec,
         r.final_accuracy = accuracy;
         // The ResNet's evaluation gives no loss (NaN): the line then leaves it out.
         if (std::isnan(loss))
-            std::printf("  %-18s epoch %6.2f  t = %10.2f s  test acc %.2f%%\n",
-                        spec.name.c_str(), epoch, s.now(), 100 * accuracy);
+            std::printf("  %-18s epoch %6.2f  t = %10.2f s  test acc %.2f%%\n", spec.name.c_str(),
+                        epoch, s.now(), 100 * accuracy);
         else
             std::printf("  %-18s epoch %6.2f  t = %10.2f s  test acc %.2f%%  loss %.4f\n",
                         spec.name.c_str(), epoch, s.now(), 100 * accuracy, loss);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/topology_choice.hpp"
 #include "idx_reader.hpp"
 #include "mlp.hpp"
 
@@ -91,15 +92,11 @@ inline config parse(int argc, char** argv) {
 }
 
 inline swarmsgd::topology make_topology(const std::string& name, std::size_t n) {
-    if (name == "ring") return swarmsgd::topology::ring(n);
-    if (name == "complete") return swarmsgd::topology::complete(n);
-    if (name == "hypercube") return swarmsgd::topology::hypercube(n);
-    if (name == "torus") {
-        std::size_t rows = static_cast<std::size_t>(std::sqrt(static_cast<double>(n)));
-        while (n % rows != 0) --rows;
-        return swarmsgd::topology::torus(rows, n / rows);
+    try {
+        return ex::make_topology(name, n);
+    } catch (const swarmsgd::invalid_argument_error& e) {
+        usage(e.what());
     }
-    usage(("unknown topology '" + name + "'").c_str());
 }
 
 inline swarmsgd::averaging_mode make_mode(const std::string& name) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../../common/checks.hpp"
+#include "../../common/topology_choice.hpp"
 #include "../data/cifar.hpp"
 #include "../data/fashion_mnist.hpp"
 #include "../data/image_dataset.hpp"
@@ -77,22 +78,7 @@ inline constexpr std::uint64_t train_subset_seed = 0x53554253;  // "SUBS"
 
 /// The communication graph `name` on n nodes (torus: the most square rows x cols = n).
 [[nodiscard]] inline topology make_topology(const std::string& name, std::size_t n) {
-    if (name == "complete") return topology::complete(n);
-    if (name == "hypercube") {
-        if ((n & (n - 1)) != 0)
-            throw usage_error(
-                swarmsgd::examples::concat("--topology hypercube needs a power-of-two "
-                                           "number of nodes, got ",
-                                           n));
-        return topology::hypercube(n);
-    }
-    if (name == "torus") {
-        auto rows = static_cast<std::size_t>(std::sqrt(static_cast<double>(n)));
-        while (n % rows != 0) --rows;
-        return topology::torus(rows, n / rows);
-    }
-    if (name == "ring") return topology::ring(n);
-    throw usage_error("unknown --topology '" + name + "'");
+    return swarmsgd::examples::make_topology<usage_error>(name, n);
 }
 
 /// Local steps and epoch boundaries of a run.
