@@ -70,13 +70,13 @@ constexpr bool diagnose_traits() {
     static_assert(tensor_value<V>,
                   "swarmsgd: tensor_traits<T>::value_type must be float or double (T is the model "
                   "type, or the element type of a list model)");
+    static_assert(
+        requires(const T& ct) {
+            { traits::size(ct) } -> std::convertible_to<std::size_t>;
+        },
+        "swarmsgd: tensor_traits<T>::size(const T&) must return the number of elements");
     if constexpr (tensor_value<V>) {
         if constexpr (requires { typename traits::memory_system; }) {
-            static_assert(
-                requires(const T& ct) {
-                    { traits::size(ct) } -> std::convertible_to<std::size_t>;
-                },
-                "swarmsgd: tensor_traits<T>::size(const T&) must return the number of elements");
             static_assert(
                 requires(T & t) {
                     { traits::system_data(t) } -> std::same_as<V*>;
@@ -97,11 +97,6 @@ constexpr bool diagnose_traits() {
                 "swarmsgd: tensor_traits<T>::copy_from_host(const value_type*, T&) is "
                 "missing (a system tensor; see tensor_traits.hpp)");
         } else {
-            static_assert(
-                requires(const T& ct) {
-                    { traits::size(ct) } -> std::convertible_to<std::size_t>;
-                },
-                "swarmsgd: tensor_traits<T>::size(const T&) must return the number of elements");
             static_assert(
                 requires(T & t) {
                     { traits::data(t) } -> std::same_as<V*>;
