@@ -161,6 +161,10 @@ def command(a, alg, lr, epochs, warmup, eval_every, csv, plan):
 DONE_MARKERS = ("Test accuracy: mean model", "Plan of ")
 
 
+def results_printed(lines):
+    return any(m in line for line in lines for m in DONE_MARKERS)
+
+
 def run_logged(cmd, log, timeout, cache=True, finalize_grace=0.0):
     """Runs cmd unless log already holds its output (same command); returns the output.
 
@@ -185,8 +189,7 @@ def run_logged(cmd, log, timeout, cache=True, finalize_grace=0.0):
     done_at = None
     while proc.poll() is None:
         now = time.monotonic()
-        printed = any(m in line for line in lines for m in DONE_MARKERS)
-        if done_at is None and finalize_grace > 0 and printed:
+        if done_at is None and finalize_grace > 0 and results_printed(lines):
             done_at = now
         if now >= deadline or (done_at is not None and now - done_at >= finalize_grace):
             os.killpg(proc.pid, signal.SIGTERM)

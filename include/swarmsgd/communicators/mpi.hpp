@@ -56,15 +56,19 @@ public:
     using error::error;
 };
 
-namespace detail {
+/// Throws mpi_error naming `call` and MPI's error text unless `code` is MPI_SUCCESS. For MPI
+/// calls of your own on a communicator whose error handler is MPI_ERRORS_RETURN (the library's
+/// communicators have it; MPI_COMM_WORLD's default aborts the job instead of returning).
 inline void mpi_check(int code, const char* call) {
     if (code == MPI_SUCCESS) return;
     char text[MPI_MAX_ERROR_STRING];
     int length = 0;
     MPI_Error_string(code, text, &length);
-    throw mpi_error(concat(call, " failed: ", std::string(text, static_cast<std::size_t>(length))));
+    throw mpi_error(
+        detail::concat(call, " failed: ", std::string(text, static_cast<std::size_t>(length))));
 }
 
+namespace detail {
 /// Sleeps a little longer each time nothing arrives (50 us up to 1 ms): cheap when messages
 /// flow, and an idle rank costs almost no CPU when ranks outnumber cores.
 class backoff {
@@ -89,8 +93,7 @@ public:
         MPI_Initialized(&initialized);
         if (initialized == 0) {
             int provided = 0;
-            detail::mpi_check(MPI_Init_thread(&argc, &argv, required, &provided),
-                              "MPI_Init_thread");
+            mpi_check(MPI_Init_thread(&argc, &argv, required, &provided), "MPI_Init_thread");
             owner_ = true;
         }
     }
@@ -134,7 +137,7 @@ public:
     [[nodiscard]] bool test() {
         if (request_ == MPI_REQUEST_NULL) return true;
         int done = 0;
-        detail::mpi_check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), "MPI_Test (send)");
+        mpi_check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), "MPI_Test (send)");
         return done != 0;
     }
 
@@ -200,7 +203,7 @@ public:
     [[nodiscard]] bool test() {
         if (request_ == MPI_REQUEST_NULL) return true;
         int done = 0;
-        detail::mpi_check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), "MPI_Test (allreduce)");
+        mpi_check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), "MPI_Test (allreduce)");
         if (done == 0) return false;
         std::copy(buffer_.begin(), buffer_.end(), target_.begin());
         return true;
@@ -241,7 +244,7 @@ public:
         detail::require<mpi_error>(initialized != 0,
                                    "mpi_communicator: MPI is not initialized (call MPI_Init or "
                                    "create a swarmsgd::mpi_environment first)");
-        detail::mpi_check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
+        mpi_check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
         MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
         int rank = 0, size = 0;
         MPI_Comm_rank(comm_, &rank);
@@ -258,25 +261,15 @@ public:
     /// throws mpi_error saying it was moved from. A swarm_node (or baseline node) keeps a
     /// pointer to its communicator, so a node bound to the moved-from object fails with that
     /// error at its next call, never silently: move communicators before binding nodes.
-    mpi_communicator(mpi_communicator&& o) noexcept
-        : comm_(std::exchange(o.comm_, MPI_COMM_NULL)),
-          rank_(o.rank_),
-          size_(o.size_),
-          barrier_(std::exchange(o.barrier_, MPI_REQUEST_NULL)),
-          done_(std::exchange(o.done_, false)),
-          receiving_(std::exchange(o.receiving_, {})) {}
+    mpi_communicator(mpi_communicator&& o) noexcept { take(o); }
 
     /// Releases this endpoint (as the destructor does), then takes `o`'s (see the move
     /// constructor).
     mpi_communicator& operator=(mpi_communicator&& o) noexcept {
-        if (this == &o) return *this;
-        release();
-        comm_ = std::exchange(o.comm_, MPI_COMM_NULL);
-        rank_ = o.rank_;
-        size_ = o.size_;
-        barrier_ = std::exchange(o.barrier_, MPI_REQUEST_NULL);
-        done_ = std::exchange(o.done_, false);
-        receiving_ = std::exchange(o.receiving_, {});
+        if (this != &o) {
+            release();
+            take(o);
+        }
         return *this;
     }
 
@@ -300,9 +293,9 @@ public:
                                         "mpi isend: message of ", bytes.size(),
                                         " bytes exceeds MPI's int count limit ", INT_MAX);
         MPI_Request request = MPI_REQUEST_NULL;
-        detail::mpi_check(MPI_Isend(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE,
-                                    static_cast<int>(dest), tag, comm_, &request),
-                          "MPI_Isend");
+        mpi_check(MPI_Isend(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE,
+                            static_cast<int>(dest), tag, comm_, &request),
+                  "MPI_Isend");
         return {request, std::move(bytes)};
     }
 
@@ -335,8 +328,8 @@ public:
         detail::backoff pause;
         while (true) {
             int flag = 0;
-            detail::mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, tag, comm_, &flag, MPI_STATUS_IGNORE),
-                              "MPI_Iprobe");
+            mpi_check(MPI_Iprobe(MPI_ANY_SOURCE, tag, comm_, &flag, MPI_STATUS_IGNORE),
+                      "MPI_Iprobe");
             if (flag != 0 || (barrier_ != MPI_REQUEST_NULL && all_done())) return true;
             if (std::any_of(receiving_.begin(), receiving_.end(),
                             [&](pending_receive& p) { return complete(p); }))
@@ -353,9 +346,9 @@ public:
         require_usable("check_model_size");
         const auto mine = static_cast<unsigned long long>(elements);
         std::vector<unsigned long long> all(size_);
-        detail::mpi_check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1,
-                                        MPI_UNSIGNED_LONG_LONG, comm_),
-                          "MPI_Allgather (model sizes)");
+        mpi_check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1,
+                                MPI_UNSIGNED_LONG_LONG, comm_),
+                  "MPI_Allgather (model sizes)");
         for (std::size_t r = 1; r < size_; ++r)
             if (all[r] != all[0])
                 throw size_mismatch_error(
@@ -379,11 +372,10 @@ public:
                 " elements exceed MPI's int count limit ", INT_MAX);
             std::vector<V> buffer(data.begin(), data.end());
             MPI_Request request = MPI_REQUEST_NULL;
-            detail::mpi_check(
-                MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), static_cast<int>(data.size()),
-                               std::same_as<V, float> ? MPI_FLOAT : MPI_DOUBLE, MPI_SUM, comm_,
-                               &request),
-                "MPI_Iallreduce");
+            mpi_check(MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), static_cast<int>(data.size()),
+                                     std::same_as<V, float> ? MPI_FLOAT : MPI_DOUBLE, MPI_SUM,
+                                     comm_, &request),
+                      "MPI_Iallreduce");
             return {request, std::move(buffer), data};
         }
 
@@ -391,7 +383,7 @@ public:
     void announce_done() {
         require_usable("announce_done");
         if (barrier_ != MPI_REQUEST_NULL || done_) return;
-        detail::mpi_check(MPI_Ibarrier(comm_, &barrier_), "MPI_Ibarrier");
+        mpi_check(MPI_Ibarrier(comm_, &barrier_), "MPI_Ibarrier");
     }
 
     /// True once every rank has entered the barrier.
@@ -400,7 +392,7 @@ public:
         if (done_) return true;
         if (barrier_ == MPI_REQUEST_NULL) return false;
         int flag = 0;
-        detail::mpi_check(MPI_Test(&barrier_, &flag, MPI_STATUS_IGNORE), "MPI_Test (barrier)");
+        mpi_check(MPI_Test(&barrier_, &flag, MPI_STATUS_IGNORE), "MPI_Test (barrier)");
         done_ = flag != 0;
         return done_;
     }
@@ -425,6 +417,16 @@ private:
                                    "communicators before binding nodes)");
     }
 
+    /// Takes `o`'s endpoint, leaving `o` empty (moved from).
+    void take(mpi_communicator& o) noexcept {
+        comm_ = std::exchange(o.comm_, MPI_COMM_NULL);
+        rank_ = o.rank_;
+        size_ = o.size_;
+        barrier_ = std::exchange(o.barrier_, MPI_REQUEST_NULL);
+        done_ = std::exchange(o.done_, false);
+        receiving_ = std::exchange(o.receiving_, {});
+    }
+
     /// The destructor's work: frees the barrier, abandons receives in flight and frees the
     /// duplicate communicator (nothing for a moved-from object or after MPI_Finalize).
     void release() noexcept {
@@ -434,8 +436,7 @@ private:
         if (finalized != 0) return;
         if (barrier_ != MPI_REQUEST_NULL) MPI_Request_free(&barrier_);
         abandon_receives();
-        MPI_Comm_free(&comm_);
-        comm_ = MPI_COMM_NULL;
+        MPI_Comm_free(&comm_);  // sets comm_ to MPI_COMM_NULL
     }
 
     /// Starts an MPI_Imrecv for every message that has begun to arrive.
@@ -444,18 +445,17 @@ private:
             int flag = 0;
             MPI_Message handle = MPI_MESSAGE_NULL;
             MPI_Status status;
-            detail::mpi_check(MPI_Improbe(MPI_ANY_SOURCE, tag, comm_, &flag, &handle, &status),
-                              "MPI_Improbe");
+            mpi_check(MPI_Improbe(MPI_ANY_SOURCE, tag, comm_, &flag, &handle, &status),
+                      "MPI_Improbe");
             if (flag == 0) return;
             int count = 0;
-            detail::mpi_check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
+            mpi_check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
             pending_receive p;
             p.message.source = static_cast<std::size_t>(status.MPI_SOURCE);
             p.message.bytes.resize(static_cast<std::size_t>(count));
             // The vector's storage does not move when p is moved into receiving_.
-            detail::mpi_check(
-                MPI_Imrecv(p.message.bytes.data(), count, MPI_BYTE, &handle, &p.request),
-                "MPI_Imrecv");
+            mpi_check(MPI_Imrecv(p.message.bytes.data(), count, MPI_BYTE, &handle, &p.request),
+                      "MPI_Imrecv");
             receiving_.push_back(std::move(p));
         }
     }
@@ -464,7 +464,7 @@ private:
     bool complete(pending_receive& p) {
         if (!p.done) {
             int flag = 0;
-            detail::mpi_check(MPI_Test(&p.request, &flag, MPI_STATUS_IGNORE), "MPI_Test (recv)");
+            mpi_check(MPI_Test(&p.request, &flag, MPI_STATUS_IGNORE), "MPI_Test (recv)");
             p.done = flag != 0;
         }
         return p.done;

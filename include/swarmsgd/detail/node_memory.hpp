@@ -24,9 +24,9 @@ namespace swarmsgd::detail {
 /// How a swarm_node touches model-sized memory: its buffers (snapshots, decoded models), the
 /// averaging step, finiteness checks, encode/decode through the quantizer, the fallback ranges
 /// of recovery and the local optimizer. This host back end runs the CPU kernels on
-/// std::vector buffers; the Thrust back end (swarmsgd/thrust/detail/node_memory.hpp) specializes it
-/// for system models, so that every operation runs in the model's memory system and only
-/// encoded bytes reach host memory. The protocol itself is written once, in swarm_node.
+/// std::vector buffers; the Thrust back end (thrust/detail/node_memory.hpp) specializes it for
+/// system models, so that every operation runs in the model's memory system and only encoded
+/// bytes reach host memory. The protocol itself is written once, in swarm_node.
 template <class Model, class Quant, class System = model_system_t<Model>>
 struct node_memory;
 
