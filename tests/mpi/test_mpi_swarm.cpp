@@ -1,11 +1,14 @@
 // Swarm SGD over MPI, one node per rank. Run under mpiexec with a scenario name:
-//   test_mpi_swarm <semantics|mean|blocking|crossed|straggler|size_mismatch|single|fault|hang|
-//                   rendezvous>
+//   test_mpi_swarm <semantics|semantics_general|semantics_recovering|mean|blocking|crossed|
+//                   straggler|size_mismatch|single|fault|hang|rendezvous>
 // `semantics` runs the shared suite (tests/support/semantics.hpp: mean preservation with a
-// straggler, gossip to consensus, convergence on a convex problem). Every rank checks its part; the
-// ranks agree on the verdict with one allreduce, and rank 0 prints "mpi <scenario> ranks=<n>:
-// PASSED" (exit 0) or FAILED (exit 1).
+// straggler, gossip to consensus, convergence on a convex problem) through the exact exchange
+// (identity); `semantics_general` through the general one (general_identity: identity's bytes
+// without the fused path), `semantics_recovering` through the recovering one (lattice). Every rank
+// checks its part; the ranks agree on the verdict with one allreduce, and rank 0 prints "mpi
+// <scenario> ranks=<n>: PASSED" (exit 0) or FAILED (exit 1).
 #include <swarmsgd/communicators/mpi.hpp>
+#include <swarmsgd/quantizers/lattice.hpp>
 #include <swarmsgd/swarmsgd.hpp>
 
 #include <algorithm>
@@ -19,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "general_identity.hpp"
 #include "mpi_scenario.hpp"
 #include "semantics.hpp"
 
@@ -108,7 +112,8 @@ bool mean_preserved(const run_result& r, double lr, bool& ok) {
 }
 
 /// The shared semantic suite's harness for MPI: this rank runs its own node, then every rank
-/// gathers all models so the same checks run everywhere.
+/// gathers all models so the same checks run everywhere. `Quant` picks the node's exchange.
+template <class Quant>
 struct mpi_harness {
     sem::run_outcome operator()(const sem::scenario& s) const {
         mpi_communicator comm;
@@ -117,7 +122,7 @@ struct mpi_harness {
         const auto g = topology::complete(n);
         node_stats stats;
         {
-            swarm_node node(model, comm, g, s.options);
+            swarm_node node(model, comm, g, s.options, Quant{});
             for (std::size_t t = 0; t < s.steps; ++t) {
                 sem::gradient(s, me, model, grad);
                 for (std::size_t k = 0; k < s.dim; ++k) sums[k] += grad[k];
@@ -150,6 +155,18 @@ struct mpi_harness {
         return o;
     }
 };
+
+/// The shared semantic suite over `run`; every rank checks, rank 0 prints.
+template <class Harness>
+void run_semantics(Harness run, int size, bool& ok) {
+    const int rank = rank_of();
+    for (const auto& [what, failures] : sem::run_all(run, static_cast<std::size_t>(size))) {
+        if (rank == 0) std::printf("  %s: %s\n", what.c_str(), failures.empty() ? "ok" : "FAILED");
+        for (const auto& f : failures)
+            if (rank == 0) std::printf("    %s\n", f.c_str());
+        EXPECT(failures.empty());
+    }
+}
 
 bool scenario(const std::string& name) {
     bool ok = true;
@@ -228,14 +245,11 @@ bool scenario(const std::string& name) {
             EXPECT(what.find("rank 1") != std::string::npos);
         }
     } else if (name == "semantics") {
-        mpi_harness run;
-        for (const auto& [what, failures] : sem::run_all(run, static_cast<std::size_t>(size))) {
-            if (rank == 0)
-                std::printf("  %s: %s\n", what.c_str(), failures.empty() ? "ok" : "FAILED");
-            for (const auto& f : failures)
-                if (rank == 0) std::printf("    %s\n", f.c_str());
-            EXPECT(failures.empty());
-        }
+        run_semantics(mpi_harness<identity_quantizer<double>>{}, size, ok);
+    } else if (name == "semantics_general") {
+        run_semantics(mpi_harness<test_support::general_identity<double>>{}, size, ok);
+    } else if (name == "semantics_recovering") {
+        run_semantics(mpi_harness<lattice_quantizer<double>>{}, size, ok);
     } else if (name == "single") {
         const auto r = train(o, 100, std::chrono::microseconds(0));
         EXPECT(r.stats.interactions_initiated == 0);

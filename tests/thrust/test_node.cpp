@@ -119,8 +119,9 @@ void check_every_quantizer() {
 }
 
 /// The shared semantic suite with device models: the simulator's asynchronous schedule, and one
-/// thread per node over the in-process communicator.
-template <class M, bool Threads>
+/// thread per node over the in-process communicator; through the general exchange (identity,
+/// the default) or the recovering one (lattice).
+template <class M, bool Threads, class Quant = identity_quantizer<double>>
 struct device_harness {
     sem::run_outcome operator()(const sem::scenario& s) const {
         sem::run_outcome o;
@@ -144,7 +145,7 @@ struct device_harness {
         } p{&s, &o.gradient_sums, Threads};
         const auto g = topology::complete(s.nodes);
         if constexpr (Threads) {
-            const auto report = run_in_process(models, g, p, s.steps, s.options);
+            const auto report = run_in_process(models, g, p, s.steps, s.options, Quant{});
             o.interactions_completed = report.total().interactions_completed;
             o.interactions_served = report.total().interactions_served;
         } else {
@@ -156,7 +157,7 @@ struct device_harness {
             so.max_delay = 10;
             so.speeds.assign(s.nodes, 1.0);
             if (s.straggler) so.speeds[0] = 0.1;
-            simulator sim(models, g, p, so);
+            simulator<M, problem, Quant> sim(models, g, p, so, Quant{});
             sim.run(s.steps * s.nodes);
             sim.drain();
             o.interactions_completed = sim.total_stats().interactions_completed;
@@ -177,9 +178,14 @@ TEST_CASE_TEMPLATE("thrust node: the simulator with device models is bit-identic
 using simulated_vector = device_harness<thrust::device_vector<double>, false>;
 using simulated_list = device_harness<std::vector<thrust::device_vector<double>>, false>;
 using threads_vector = device_harness<thrust::device_vector<double>, true>;
+using simulated_vector_recovering =
+    device_harness<thrust::device_vector<double>, false, lattice_quantizer<double>>;
+using threads_vector_recovering =
+    device_harness<thrust::device_vector<double>, true, lattice_quantizer<double>>;
 
 TEST_CASE_TEMPLATE("thrust node: shared semantics with device models", Harness, simulated_vector,
-                   simulated_list, threads_vector) {
+                   simulated_list, threads_vector, simulated_vector_recovering,
+                   threads_vector_recovering) {
     Harness run;
     for (std::size_t nodes : {2u, 4u}) {
         for (const auto& result : sem::run_all(run, nodes)) {

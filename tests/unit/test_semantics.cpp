@@ -1,12 +1,18 @@
 // The shared semantic suite (tests/support/semantics.hpp) over the simulator (asynchronous
-// schedule with message delays and a straggler) and the in-process threads. The MPI test
-// program runs the same suite with one node per rank (tests/mpi/test_mpi_swarm.cpp).
+// schedule with message delays and a straggler) and the in-process threads, through each of
+// the node's three exchanges (exchanges/): exact (identity), general (general_identity: the
+// same wire bytes without the fused path) and recovering (lattice). The MPI test program runs
+// the same suite with one node per rank (tests/mpi/test_mpi_swarm.cpp), the Thrust tests with
+// device models (tests/thrust/test_node.cpp).
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <swarmsgd/quantizers/lattice.hpp>
 #include <swarmsgd/swarmsgd.hpp>
 #include <thread>
+#include <type_traits>
 
+#include "general_identity.hpp"
 #include "semantics.hpp"
 
 namespace sem = test_support::semantics;
@@ -37,7 +43,9 @@ sem::run_outcome prepare(const sem::scenario& s) {
 }
 
 /// The simulator's asynchronous schedule: random interleaving, delays up to 10 ticks.
+template <class Quant>
 struct simulator_harness {
+    using quantizer_type = Quant;
     sem::run_outcome operator()(const sem::scenario& s) const {
         auto o = prepare(s);
         recorded p{&s, &o.gradient_sums};
@@ -49,7 +57,7 @@ struct simulator_harness {
         so.speeds.assign(s.nodes, 1.0);
         if (s.straggler) so.speeds[0] = 0.1;
         const auto g = topology::complete(s.nodes);
-        simulator sim(o.final, g, p, so);
+        simulator<std::vector<double>, recorded, Quant> sim(o.final, g, p, so, Quant{});
         sim.run(s.steps * s.nodes);
         sim.drain();
         const auto t = sim.total_stats();
@@ -60,12 +68,14 @@ struct simulator_harness {
 };
 
 /// One thread per node (the embedded default).
+template <class Quant>
 struct in_process_harness {
+    using quantizer_type = Quant;
     sem::run_outcome operator()(const sem::scenario& s) const {
         auto o = prepare(s);
         recorded p{&s, &o.gradient_sums, true};
         const auto g = topology::complete(s.nodes);
-        const auto report = run_in_process(o.final, g, p, s.steps, s.options);
+        const auto report = run_in_process(o.final, g, p, s.steps, s.options, Quant{});
         o.interactions_completed = report.total().interactions_completed;
         o.interactions_served = report.total().interactions_served;
         return o;
@@ -74,7 +84,28 @@ struct in_process_harness {
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("shared semantics", Harness, simulator_harness, in_process_harness) {
+using exact_q = identity_quantizer<double>;
+using general_q = test_support::general_identity<double>;
+using recovering_q = lattice_quantizer<double>;
+
+// Each harness takes the exchange its quantizer selects.
+static_assert(
+    std::is_same_v<swarm_node<std::vector<double>, in_process_communicator, exact_q>::exchange_type,
+                   exchanges::exact_exchange<
+                       detail::node_core<std::vector<double>, in_process_communicator, exact_q>>>);
+static_assert(std::is_same_v<
+              swarm_node<std::vector<double>, in_process_communicator, general_q>::exchange_type,
+              exchanges::general_exchange<
+                  detail::node_core<std::vector<double>, in_process_communicator, general_q>>>);
+static_assert(std::is_same_v<
+              swarm_node<std::vector<double>, in_process_communicator, recovering_q>::exchange_type,
+              exchanges::recovering_exchange<
+                  detail::node_core<std::vector<double>, in_process_communicator, recovering_q>>>);
+
+TEST_CASE_TEMPLATE("shared semantics", Harness, simulator_harness<exact_q>,
+                   simulator_harness<general_q>, simulator_harness<recovering_q>,
+                   in_process_harness<exact_q>, in_process_harness<general_q>,
+                   in_process_harness<recovering_q>) {
     Harness run;
     for (std::size_t nodes : {2u, 5u}) {
         for (const auto& result : sem::run_all(run, nodes)) {
