@@ -22,8 +22,8 @@
 #include "cuda/system.hpp"
 #endif
 
-#include "thrust/baseline_memory.hpp"
 #include "thrust/codec.hpp"
+#include "thrust/detail/baseline_memory.hpp"
 #include "thrust/detail/node_memory.hpp"
 #include "thrust/model_ops.hpp"
 #include "thrust/quantizers.hpp"

@@ -1,5 +1,5 @@
 // The baselines (allreduce SGD, local SGD, D-PSGD; baselines/) over system models (Thrust
-// device vectors, and lists of them; thrust/baseline_memory.hpp). The engines run on host
+// device vectors, and lists of them; thrust/detail/baseline_memory.hpp). The engines run on host
 // buffers and the model and its optimizer stay in the model's system, so a run over device
 // models must give the host run's models bit for bit. Checked:
 // - over the simulated network (single thread), every model type, every algorithm, with a

@@ -1,5 +1,5 @@
 #pragma once
-/// \file thrust/baseline_memory.hpp
+/// \file thrust/detail/baseline_memory.hpp
 /// The back end of the baselines (baselines/baseline_memory.hpp) for system models: the model
 /// and the optimizer's velocity stay in the model's system, the optimizer step and the
 /// additions run there; the baselines' engines (the ring allreduce, D-PSGD's mixing, their
@@ -15,13 +15,13 @@
 #include <cstddef>
 #include <span>
 
-#include "../baselines/baseline_memory.hpp"
-#include "../errors.hpp"
-#include "../model.hpp"
-#include "model_ops.hpp"
-#include "sgd.hpp"
-#include "system.hpp"
-#include "system_buffer.hpp"
+#include "../../baselines/baseline_memory.hpp"
+#include "../../errors.hpp"
+#include "../../model.hpp"
+#include "../model_ops.hpp"
+#include "../sgd.hpp"
+#include "../system.hpp"
+#include "../system_buffer.hpp"
 
 namespace swarmsgd::detail {
 
