@@ -41,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include "common/command_line.hpp"
 #include "common/topology_choice.hpp"
 #include "fashion_mnist/demo_common.hpp"
 #include "resnet/data/fashion_mnist.hpp"
@@ -105,102 +106,86 @@ struct options {
     std::exit(2);
 }
 
-options parse(int argc, char** argv) {
+options parse(int argc, char** argv) try {
     options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string arg = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) usage("missing value after " + arg);
-            return argv[++i];
-        };
-        auto number = [&](double lo, double hi) {
-            const std::string v = value();
-            char* end = nullptr;
-            const double d = std::strtod(v.c_str(), &end);
-            if (end == v.c_str() || *end != '\0' || !std::isfinite(d) || d < lo || d > hi)
-                usage(arg + " needs a number in [" + std::to_string(lo) + ", " +
-                      std::to_string(hi) + "], got '" + v + "'");
-            return d;
-        };
-        auto count = [&](double lo) { return static_cast<std::size_t>(number(lo, 1e9)); };
+    ex::command_line args(argc, argv);
+    auto count = [&](double lo) { return static_cast<std::size_t>(args.whole_number(lo, 1e9)); };
+    while (args.next()) {
+        const std::string& arg = args.option();
         if (arg == "--algorithms") {
             o.algorithms.clear();
-            std::stringstream list(value());
+            std::stringstream list(args.value());
             for (std::string a; std::getline(list, a, ',');)
                 if (!a.empty()) o.algorithms.push_back(a);
         } else if (arg == "--nodes")
             o.nodes = count(1);
         else if (arg == "--ratio")
-            o.ratio = number(1e-6, 1e6);
+            o.ratio = args.number(1e-6, 1e6);
         else if (arg == "--stragglers")
-            o.stragglers = number(0, 1);
+            o.stragglers = args.number(0, 1);
         else if (arg == "--slowdown")
-            o.slowdown = number(1, 1e6);
+            o.slowdown = args.number(1, 1e6);
         else if (arg == "--epochs")
-            o.epochs = number(1e-3, 1e4);
+            o.epochs = args.number(1e-3, 1e4);
         else if (arg == "--target")
-            o.target = number(0, 1);
+            o.target = args.number(0, 1);
         else if (arg == "--eval-every")
-            o.eval_every = number(1e-3, 1e4);
+            o.eval_every = args.number(1e-3, 1e4);
         else if (arg == "--batch")
             o.batch = count(1);
         else if (arg == "--hidden")
             o.hidden = count(0);
-        else if (arg == "--model") {
-            o.model = value();
-            if (o.model != "mlp" && o.model != "resnet20" && o.model != "timing")
-                usage("--model must be mlp, resnet20 or timing, got '" + o.model + "'");
-        } else if (arg == "--lr")
-            o.lr = number(0, 1e3);
+        else if (arg == "--model")
+            o.model = args.choice({"mlp", "resnet20", "timing"});
+        else if (arg == "--lr")
+            o.lr = args.number(0, 1e3);
         else if (arg.rfind("--lr-", 0) == 0)
-            o.lr_of[arg.substr(5)] = number(0, 1e3);
+            o.lr_of[arg.substr(5)] = args.number(0, 1e3);
         else if (arg == "--momentum")
-            o.momentum = number(0, 0.999);
+            o.momentum = args.number(0, 0.999);
         else if (arg == "--warmup-epochs")
-            o.warmup_epochs = number(0, 1e4);
+            o.warmup_epochs = args.number(0, 1e4);
         else if (arg == "--step-seconds")
-            o.step_seconds = number(1e-9, 1e6);
-        else if (arg == "--allreduce") {
-            const std::string v = value();
-            if (v != "native" && v != "ring")
-                usage("--allreduce must be native or ring, got '" + v + "'");
-            o.native_allreduce = v == "native";
-        } else if (arg == "--cores")
-            o.cores = static_cast<std::size_t>(number(0, 1e6));
+            o.step_seconds = args.number(1e-9, 1e6);
+        else if (arg == "--allreduce")
+            o.native_allreduce = args.choice({"native", "ring"}) == "native";
+        else if (arg == "--cores")
+            o.cores = static_cast<std::size_t>(args.whole_number(0, 1e6));
         else if (arg == "--params")
-            o.params = static_cast<std::size_t>(number(1, 1e10));
+            o.params = static_cast<std::size_t>(args.whole_number(1, 1e10));
         else if (arg == "--train-count")
-            o.train_count = static_cast<std::size_t>(number(1, 1e10));
+            o.train_count = static_cast<std::size_t>(args.whole_number(1, 1e10));
         else if (arg == "--bandwidth")
-            o.bandwidth = number(1, 1e15);
-        else if (arg == "--links") {
-            const std::string v = value();
-            if (v != "shared" && v != "per-node")
-                usage("--links must be shared or per-node, got '" + v + "'");
-            o.links = v == "shared" ? swarmsgd::link_model::shared : swarmsgd::link_model::per_node;
-        } else if (arg == "--latency")
-            o.latency = number(0, 1e3);
+            o.bandwidth = args.number(1, 1e15);
+        else if (arg == "--links")
+            o.links = args.choice({"shared", "per-node"}) == "shared"
+                          ? swarmsgd::link_model::shared
+                          : swarmsgd::link_model::per_node;
+        else if (arg == "--latency")
+            o.latency = args.number(0, 1e3);
         else if (arg == "--local-seconds-per-byte")
-            o.local_seconds_per_byte = number(0, 1);
+            o.local_seconds_per_byte = args.number(0, 1);
         else if (arg == "--topology")
-            o.topology = value();
+            o.topology = args.value();
         else if (arg == "--seed")
-            o.seed = static_cast<std::uint64_t>(number(0, 1e18));
+            o.seed = static_cast<std::uint64_t>(args.whole_number(0, 1e18));
         else if (arg == "--train-limit")
             o.train_limit = count(1);
         else if (arg == "--test-limit")
             o.test_limit = count(1);
         else if (arg == "--csv")
-            o.csv = value();
+            o.csv = args.value();
         else if (arg == "--data")
-            o.data = value();
+            o.data = args.value();
         else
-            usage("unknown option " + arg);
+            args.unknown();
     }
     if (o.warmup_epochs >= o.epochs && o.warmup_epochs > 0)
         usage("--warmup-epochs (" + std::to_string(o.warmup_epochs) +
               ") must be shorter than --epochs (" + std::to_string(o.epochs) + ")");
     return o;
+} catch (const ex::usage_error& e) {
+    usage(e.what());
 }
 
 /// One algorithm of the command line.

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/command_line.hpp"
 #include "../common/topology_choice.hpp"
 #include "idx_reader.hpp"
 #include "mlp.hpp"
@@ -42,53 +43,42 @@ struct config {
     std::exit(2);
 }
 
-inline config parse(int argc, char** argv) {
+inline config parse(int argc, char** argv) try {
     config c;
-    for (int i = 1; i < argc; ++i) {
-        const std::string arg = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) usage(("missing value after " + arg).c_str());
-            return argv[++i];
-        };
-        auto number = [&](double lo) {
-            const std::string v = value();
-            char* end = nullptr;
-            const double d = std::strtod(v.c_str(), &end);
-            if (end == v.c_str() || *end != '\0' || !std::isfinite(d) || d < lo)
-                usage((arg + " needs a number >= " + std::to_string(lo) + ", got '" + v + "'")
-                          .c_str());
-            return d;
-        };
-        if (arg == "--nodes")
-            c.nodes = static_cast<std::size_t>(number(1));
-        else if (arg == "--epochs")
-            c.epochs = number(0);
-        else if (arg == "--hidden")
-            c.hidden = static_cast<std::size_t>(number(0));
-        else if (arg == "--batch")
-            c.batch = static_cast<std::size_t>(number(1));
-        else if (arg == "--lr")
-            c.lr = number(0);
-        else if (arg == "--momentum")
-            c.momentum = number(0);
-        else if (arg == "--H")
-            c.h = number(1);
-        else if (arg == "--geometric")
+    ex::command_line args(argc, argv);
+    while (args.next()) {
+        if (args.is("--nodes"))
+            c.nodes = static_cast<std::size_t>(args.whole_number(1, 4096));
+        else if (args.is("--epochs"))
+            c.epochs = args.number(0, 1e6);
+        else if (args.is("--hidden"))
+            c.hidden = static_cast<std::size_t>(args.whole_number(0, 1e6));
+        else if (args.is("--batch"))
+            c.batch = static_cast<std::size_t>(args.whole_number(1, 65536));
+        else if (args.is("--lr"))
+            c.lr = args.number(0, 1e3);
+        else if (args.is("--momentum"))
+            c.momentum = args.number(0, 1);
+        else if (args.is("--H"))
+            c.h = args.number(1, 1e6);
+        else if (args.is("--geometric"))
             c.geometric = true;
-        else if (arg == "--topology")
-            c.topology = value();
-        else if (arg == "--mode")
-            c.mode = value();
-        else if (arg == "--seed")
-            c.seed = static_cast<std::uint64_t>(number(0));
-        else if (arg == "--data")
-            c.data = value();
-        else if (arg == "--help" || arg == "-h")
+        else if (args.is("--topology"))
+            c.topology = args.choice({"ring", "complete", "torus", "hypercube"});
+        else if (args.is("--mode"))
+            c.mode = args.choice({"nonblocking", "blocking", "pull"});
+        else if (args.is("--seed"))
+            c.seed = static_cast<std::uint64_t>(args.whole_number(0, 9007199254740992.0));
+        else if (args.is("--data"))
+            c.data = args.value();
+        else if (args.is("--help") || args.is("-h"))
             usage("help requested");
         else
-            usage(("unknown option " + arg).c_str());
+            args.unknown();
     }
     return c;
+} catch (const ex::usage_error& e) {
+    usage(e.what());
 }
 
 inline swarmsgd::topology make_topology(const std::string& name, std::size_t n) {

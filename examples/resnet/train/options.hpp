@@ -13,14 +13,12 @@
 #include <vector>
 
 #include "../../common/checks.hpp"
+#include "../../common/command_line.hpp"
 
 namespace swarmsgd::examples::resnet {
 
 /// An invalid command line (the programs print it with the usage and exit with status 2).
-class usage_error : public invalid_argument_error {
-public:
-    using invalid_argument_error::invalid_argument_error;
-};
+using examples::usage_error;
 
 /// Everything the command line sets.
 struct run_options {
@@ -110,135 +108,94 @@ inline const std::vector<std::string> quantizer_names = {
             : "");
 }
 
-namespace cli {
-
-[[noreturn]] inline void bad(const std::string& what) { throw usage_error(what); }
-
-[[nodiscard]] inline bool one_of(const std::string& v, const std::vector<std::string>& allowed) {
-    for (const auto& a : allowed)
-        if (v == a) return true;
-    return false;
-}
-
-[[nodiscard]] inline std::string join(const std::vector<std::string>& v) {
-    std::string out;
-    for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
-    return out;
-}
-
-}  // namespace cli
-
 /// Parses argv. `mpi` rejects --nodes (the swarm has one node per rank). Throws usage_error
 /// naming the option and value for anything invalid, and for --help (message "help").
 [[nodiscard]] inline run_options parse_run_options(int argc, const char* const* argv, bool mpi) {
     run_options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string arg = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) cli::bad("option " + arg + " needs a value");
-            return argv[++i];
-        };
-        // A finite number in [lo, hi]; `integer` also requires a whole number.
-        auto number = [&](double lo, double hi, bool integer) {
-            const std::string v = value();
-            char* end = nullptr;
-            const double d = std::strtod(v.c_str(), &end);
-            const bool ok = end != v.c_str() && *end == '\0' && std::isfinite(d) && d >= lo &&
-                            d <= hi && (!integer || d == std::floor(d));
-            if (!ok)
-                cli::bad(swarmsgd::examples::concat(arg, " needs ",
-                                                    integer ? "a whole number" : "a number",
-                                                    " in [", lo, ", ", hi, "], got '", v, "'"));
-            return d;
-        };
-        auto choice = [&](const std::vector<std::string>& allowed) {
-            const std::string v = value();
-            if (!cli::one_of(v, allowed))
-                cli::bad("unknown " + arg + " '" + v + "' (expected one of: " + cli::join(allowed) +
-                         ")");
-            return v;
-        };
-        if (arg == "--dataset")
-            o.dataset = choice({"fashion-mnist", "cifar10", "cifar100"});
-        else if (arg == "--data")
-            o.data = value();
-        else if (arg == "--nodes" && !mpi)
-            o.nodes = static_cast<std::size_t>(number(1, 4096, true));
-        else if (arg == "--epochs") {
-            o.epochs = number(0, 1e6, false);
+    examples::command_line args(argc, argv);
+    using examples::bad_usage;
+    while (args.next()) {
+        if (args.is("--dataset"))
+            o.dataset = args.choice({"fashion-mnist", "cifar10", "cifar100"});
+        else if (args.is("--data"))
+            o.data = args.value();
+        else if (args.is("--nodes") && !mpi)
+            o.nodes = static_cast<std::size_t>(args.whole_number(1, 4096));
+        else if (args.is("--epochs")) {
+            o.epochs = args.number(0, 1e6);
             if (o.epochs <= 0)
-                cli::bad("--epochs needs a number > 0, got '" + std::string(argv[i]) + "'");
-        } else if (arg == "--depth") {
-            o.depth = static_cast<int>(number(8, 1000, true));
+                bad_usage("--epochs needs a number > 0, got '" + args.last_value() + "'");
+        } else if (args.is("--depth")) {
+            o.depth = static_cast<int>(args.whole_number(8, 1000));
             if ((o.depth - 2) % 6 != 0)
-                cli::bad(swarmsgd::examples::concat(
-                    "--depth ", o.depth, " is not 6k+2 (8, 14, 20, 32, 44, 56, 110, ...)"));
-        } else if (arg == "--width")
-            o.width = static_cast<int>(number(1, 1024, true));
-        else if (arg == "--batch")
-            o.batch = static_cast<int>(number(1, 65536, true));
-        else if (arg == "--lr")
-            o.lr = number(0, 1e3, false);
-        else if (arg == "--momentum") {
-            o.momentum = number(0, 1, false);
+                bad_usage(examples::concat("--depth ", o.depth,
+                                           " is not 6k+2 (8, 14, 20, 32, 44, 56, 110, ...)"));
+        } else if (args.is("--width"))
+            o.width = static_cast<int>(args.whole_number(1, 1024));
+        else if (args.is("--batch"))
+            o.batch = static_cast<int>(args.whole_number(1, 65536));
+        else if (args.is("--lr"))
+            o.lr = args.number(0, 1e3);
+        else if (args.is("--momentum")) {
+            o.momentum = args.number(0, 1);
             if (o.momentum >= 1)
-                cli::bad("--momentum needs a number in [0, 1), got '" + std::string(argv[i]) + "'");
-        } else if (arg == "--weight-decay")
-            o.weight_decay = number(0, 1, false);
-        else if (arg == "--schedule")
-            o.schedule = choice({"cosine", "step"});
-        else if (arg == "--warmup-epochs")
-            o.warmup_epochs = number(0, 1e6, false);
-        else if (arg == "--quantizer")
-            o.quantizer = choice(quantizer_names);
-        else if (arg == "--H")
-            o.h = number(1, 1e6, false);
-        else if (arg == "--geometric")
+                bad_usage("--momentum needs a number in [0, 1), got '" + args.last_value() + "'");
+        } else if (args.is("--weight-decay"))
+            o.weight_decay = args.number(0, 1);
+        else if (args.is("--schedule"))
+            o.schedule = args.choice({"cosine", "step"});
+        else if (args.is("--warmup-epochs"))
+            o.warmup_epochs = args.number(0, 1e6);
+        else if (args.is("--quantizer"))
+            o.quantizer = args.choice(quantizer_names);
+        else if (args.is("--H"))
+            o.h = args.number(1, 1e6);
+        else if (args.is("--geometric"))
             o.geometric = true;
-        else if (arg == "--topology")
-            o.topology = choice({"ring", "complete", "torus", "hypercube"});
-        else if (arg == "--mode")
-            o.mode = choice({"nonblocking", "blocking", "pull"});
-        else if (arg == "--augment")
+        else if (args.is("--topology"))
+            o.topology = args.choice({"ring", "complete", "torus", "hypercube"});
+        else if (args.is("--mode"))
+            o.mode = args.choice({"nonblocking", "blocking", "pull"});
+        else if (args.is("--augment"))
             o.augment = true;
-        else if (arg == "--train-limit")
-            o.train_limit = static_cast<std::size_t>(number(1, 1e9, true));
-        else if (arg == "--test-limit")
-            o.test_limit = static_cast<std::size_t>(number(1, 1e9, true));
-        else if (arg == "--csv")
-            o.csv = value();
-        else if (arg == "--plot")
-            o.plot = value();
-        else if (arg == "--no-plot")
+        else if (args.is("--train-limit"))
+            o.train_limit = static_cast<std::size_t>(args.whole_number(1, 1e9));
+        else if (args.is("--test-limit"))
+            o.test_limit = static_cast<std::size_t>(args.whole_number(1, 1e9));
+        else if (args.is("--csv"))
+            o.csv = args.value();
+        else if (args.is("--plot"))
+            o.plot = args.value();
+        else if (args.is("--no-plot"))
             o.plot.clear();
-        else if (arg == "--seed")
-            o.seed = static_cast<std::uint64_t>(number(0, 9007199254740992.0, true));
-        else if (arg == "--help" || arg == "-h")
-            cli::bad("help");
-        else if (arg == "--algorithm" && mpi)
-            o.algorithm = choice({"swarm", "allreduce", "local"});
-        else if (arg == "--period" && mpi)
-            o.period = static_cast<std::size_t>(number(1, 1e9, true));
-        else if (arg == "--eval-every")
-            o.eval_every = number(1e-3, 1e6, false);
-        else if (arg == "--deferred-evaluation" && mpi)
+        else if (args.is("--seed"))
+            o.seed = static_cast<std::uint64_t>(args.whole_number(0, 9007199254740992.0));
+        else if (args.is("--help") || args.is("-h"))
+            bad_usage("help");
+        else if (args.is("--algorithm") && mpi)
+            o.algorithm = args.choice({"swarm", "allreduce", "local"});
+        else if (args.is("--period") && mpi)
+            o.period = static_cast<std::size_t>(args.whole_number(1, 1e9));
+        else if (args.is("--eval-every"))
+            o.eval_every = args.number(1e-3, 1e6);
+        else if (args.is("--deferred-evaluation") && mpi)
             o.deferred_evaluation = true;
-        else if (arg == "--traffic-counter" && mpi)
-            o.traffic_counter = value();
-        else if (arg == "--export-plan" && mpi) {
-            o.export_plan = value();
-            if (o.export_plan.empty()) cli::bad("--export-plan needs a directory, got ''");
-        } else if (arg == "--nodes")
-            cli::bad(
+        else if (args.is("--traffic-counter") && mpi)
+            o.traffic_counter = args.value();
+        else if (args.is("--export-plan") && mpi) {
+            o.export_plan = args.value();
+            if (o.export_plan.empty()) bad_usage("--export-plan needs a directory, got ''");
+        } else if (args.is("--nodes"))
+            bad_usage(
                 "--nodes is not an option under MPI: the swarm has one node per rank "
                 "(mpiexec -n N)");
         else
-            cli::bad("unknown option '" + arg + "'");
+            args.unknown();
     }
     if (!o.geometric && o.h != std::floor(o.h))
-        cli::bad(swarmsgd::examples::concat("--H ", o.h,
-                                            " must be a whole number unless --geometric is given"));
-    if (o.csv.empty()) cli::bad("--csv needs a file name, got ''");
+        examples::bad_usage(swarmsgd::examples::concat(
+            "--H ", o.h, " must be a whole number unless --geometric is given"));
+    if (o.csv.empty()) examples::bad_usage("--csv needs a file name, got ''");
     return o;
 }
 
