@@ -23,6 +23,9 @@ struct node_stats {
     std::uint64_t bytes_received = 0;     ///< bytes received
     std::uint64_t failed_decode_elements = 0;  ///< elements a quantizer could not decode
     std::uint64_t recovered_elements = 0;  ///< elements sent or applied at full precision instead
+    /// Polls that came more than reply_timeout after the previous one: this node itself was
+    /// away (stopped, descheduled, stuck), and the gap was not charged to its partners.
+    std::uint64_t stalls_credited = 0;
     double seconds_averaging = 0;  ///< snapshot, encode, send, receive, decode, apply, waits
     double seconds_optimizer = 0;  ///< time in the local optimizer step
     double seconds_shutdown = 0;   ///< time in finish(), waiting for the other nodes
@@ -41,6 +44,7 @@ struct node_stats {
         bytes_received += o.bytes_received;
         failed_decode_elements += o.failed_decode_elements;
         recovered_elements += o.recovered_elements;
+        stalls_credited += o.stalls_credited;
         seconds_averaging += o.seconds_averaging;
         seconds_optimizer += o.seconds_optimizer;
         seconds_shutdown += o.seconds_shutdown;

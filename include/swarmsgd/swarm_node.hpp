@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "agreement.hpp"
 #include "communicator.hpp"
 #include "detail/kernels.hpp"
 #include "detail/node_core.hpp"
@@ -101,10 +102,15 @@ public:
         detail::require<topology_error>(graph.size() == comm.size(), "node ", comm.rank(),
                                         ": topology has ", graph.size(),
                                         " nodes but the communicator has ", comm.size());
-        // Communicators that can (MPI) check at start-up that every node has the same model
-        // size, so a mismatch is reported on every node at once rather than mid-run.
-        if constexpr (requires { comm.check_model_size(core_.size); })
+        // Communicators that can (MPI) check at start-up that every node agrees on what must
+        // match (agreement.hpp: model size, mode, quantizer, topology, wire format), so a
+        // mismatch is reported on every node at once rather than as a drift or a mid-run error.
+        if constexpr (requires(swarm_agreement a) { comm.check_agreement(a); })
+            comm.check_agreement(
+                make_agreement(core_.size, sizeof(value_type), options_, core_.quantizer, graph));
+        else if constexpr (requires { comm.check_model_size(core_.size); })
             comm.check_model_size(core_.size);
+        core_.send_linger = options_.send_linger;
         due_ = options_.steps.draw(core_.random);
     }
 
@@ -227,8 +233,10 @@ public:
     /// no own interaction has waited longer than reply_timeout. Never blocks on a peer.
     void poll() {
         const auto start = clock::now();
+        credit_own_stall(start);
         while (auto message = core_.comm->try_receive()) handle(std::move(*message));
         check_timeouts();
+        last_poll_ = clock::now();
         core_.stats.seconds_averaging += core_type::seconds_since(start);
     }
 
@@ -421,6 +429,18 @@ private:
 
     // ---- Timeouts -----------------------------------------------------------------------------
 
+    /// This node was away longer than reply_timeout since its last poll (stopped, descheduled,
+    /// stuck in the user's code): its partners could not have answered a node that was not
+    /// there, so the gap is not charged to them. Every awaited message's clock moves by the
+    /// gap: a partner gets a full reply_timeout of this node's running time again.
+    void credit_own_stall(clock::time_point now) {
+        const auto gap = now - last_poll_;
+        if (gap <= options_.reply_timeout) return;
+        for (auto& p : in_flight_) p.start += gap;
+        for (auto& f : awaiting_fixup_) f.start += gap;
+        ++core_.stats.stalls_credited;
+    }
+
     void check_timeouts() const {
         const auto now = clock::now();
         for (const auto& p : in_flight_) check_waited(now, p, "reply from", "to");
@@ -462,6 +482,7 @@ private:
     std::vector<pending> in_flight_;
     std::vector<awaited_fixup> awaiting_fixup_;
     std::vector<initiator_state> spare_states_;
+    clock::time_point last_poll_ = clock::now();  // for credit_own_stall
     std::uint64_t next_interaction_ = 0;
     std::size_t since_last_ = 0;
     std::size_t due_ = 1;

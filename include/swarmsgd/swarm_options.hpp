@@ -45,9 +45,16 @@ struct swarm_options {
     /// due interaction is postponed to the next local step (counted in stats().postponed).
     std::size_t max_in_flight = 1;
     /// A partner that has not replied within this time is reported with peer_timeout_error.
+    /// The time counts while this node is running: a gap between two of its polls longer than
+    /// reply_timeout (the node itself was stopped, descheduled or stuck) is not charged to the
+    /// partner, which gets a full reply_timeout again once this node is back.
     std::chrono::milliseconds reply_timeout{60'000};
     /// finish() gives up with peer_timeout_error if the other nodes are not all done by then.
     std::chrono::milliseconds shutdown_timeout{300'000};
+    /// When a node is destroyed (after finish(), or after an error), its sends still in flight
+    /// get this long IN TOTAL to complete; the rest are detached (their buffers are kept alive
+    /// for the transport, never freed under it). Bounds the destructor after a peer failed.
+    std::chrono::milliseconds send_linger{1'000};
     /// Seed of the node's random streams (partner choice, H draws, stochastic rounding); node
     /// i uses stream i, so a seed fixes every node's choices.
     std::uint64_t seed = 0;
@@ -64,6 +71,9 @@ struct swarm_options {
         detail::require<invalid_argument_error>(
             shutdown_timeout.count() > 0,
             "swarm_options: shutdown_timeout = ", shutdown_timeout.count(), " ms; it must be > 0");
+        detail::require<invalid_argument_error>(
+            send_linger.count() >= 0, "swarm_options: send_linger = ", send_linger.count(),
+            " ms; it must be >= 0");
     }
 };
 

@@ -1,6 +1,7 @@
 // Swarm SGD over MPI, one node per rank. Run under mpiexec with a scenario name:
 //   test_mpi_swarm <semantics|semantics_general|semantics_recovering|mean|blocking|crossed|
-//                   straggler|size_mismatch|single|fault|hang|rendezvous>
+//                   straggler|size_mismatch|disagree_mode|disagree_topology|disagree_quantizer|
+//                   single|fault|hang|rendezvous|teardown|teardown_tcp>
 // `semantics` runs the shared suite (tests/support/semantics.hpp: mean preservation with a
 // straggler, gossip to consensus, convergence on a convex problem) through the exact exchange
 // (identity); `semantics_general` through the general one (general_identity: identity's bytes
@@ -9,6 +10,7 @@
 // <scenario> ranks=<n>: PASSED" (exit 0) or FAILED (exit 1).
 #include <swarmsgd/communicators/mpi.hpp>
 #include <swarmsgd/quantizers/lattice.hpp>
+#include <swarmsgd/quantizers/min_max.hpp>
 #include <swarmsgd/swarmsgd.hpp>
 
 #include <algorithm>
@@ -156,6 +158,10 @@ struct mpi_harness {
     }
 };
 
+double seconds_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
 /// The shared semantic suite over `run`; every rank checks, rank 0 prints.
 template <class Harness>
 void run_semantics(Harness run, int size, bool& ok) {
@@ -244,6 +250,39 @@ bool scenario(const std::string& name) {
             EXPECT(what.find("11") != std::string::npos && what.find("10") != std::string::npos);
             EXPECT(what.find("rank 1") != std::string::npos);
         }
+    } else if (name == "disagree_mode" || name == "disagree_topology" ||
+               name == "disagree_quantizer") {
+        // Rank 1 differs in one thing that must match: every rank refuses at start-up with the
+        // same error naming rank 1, before any message is exchanged.
+        mpi_communicator comm;
+        std::vector<double> model(10, 0.0);
+        const auto n = static_cast<std::size_t>(size);
+        const bool odd = rank == 1;
+        if (name == "disagree_mode" && odd) o.mode = averaging_mode::pull;
+        const auto g =
+            name == "disagree_topology" && odd ? topology::ring(n) : topology::complete(n);
+        std::string what;
+        try {
+            if (name == "disagree_quantizer" && odd) {
+                min_max_options mo;
+                mo.bits = 4;
+                swarm_node node(model, comm, g, o, min_max_quantizer<double>(mo));
+            } else if (name == "disagree_quantizer") {
+                swarm_node node(model, comm, g, o, min_max_quantizer<double>{});
+            } else {
+                swarm_node node(model, comm, g, o);
+            }
+        } catch (const error& e) {
+            what = e.what();
+        }
+        std::printf("  rank %d: %s\n", rank, what.c_str());
+        EXPECT(what.find("rank 1") != std::string::npos);
+        if (name == "disagree_mode")
+            EXPECT(what.find("averages in pull mode") != std::string::npos);
+        if (name == "disagree_topology")
+            EXPECT(what.find("built another topology") != std::string::npos);
+        if (name == "disagree_quantizer")
+            EXPECT(what.find("has other parameters") != std::string::npos);
     } else if (name == "semantics") {
         run_semantics(mpi_harness<identity_quantizer<double>>{}, size, ok);
     } else if (name == "semantics_general") {
@@ -313,6 +352,56 @@ bool scenario(const std::string& name) {
         } else {
             MPI_Barrier(MPI_COMM_WORLD);
         }
+    } else if (name == "teardown" || name == "teardown_tcp") {  // _tcp: run over TCP only
+        // Rank 1 stops (no MPI at all) while rank 0's 16 MiB request to it is in flight, far
+        // above any eager limit, so the send cannot complete. Rank 0 reports the partner within
+        // reply_timeout, and destroying its node returns within send_linger (the send is
+        // detached, its buffer kept for MPI), not after a wait per unfinished send.
+        o.reply_timeout = std::chrono::milliseconds(500);
+        o.send_linger = std::chrono::milliseconds(300);
+        mpi_communicator comm;
+        std::vector<double> model(std::size_t{2} << 20, 1.0);
+        const auto g = topology::complete(static_cast<std::size_t>(size));
+        {
+            std::optional<swarm_node<std::vector<double>, mpi_communicator>> node;
+            node.emplace(model, comm, g, o);
+            if (rank == 0) {
+                const auto start = std::chrono::steady_clock::now();
+                (void)node->initiate(1);
+                std::string what;
+                try {
+                    while (std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
+                        node->poll();
+                        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                    }
+                } catch (const peer_timeout_error& e) {
+                    what = e.what();
+                }
+                const double reported = seconds_since(start);
+                const auto destroying = std::chrono::steady_clock::now();
+                node.reset();
+                const double destroyed = seconds_since(destroying);
+                std::printf("  rank 0: reported after %.3f s (%s); node destroyed in %.3f s\n",
+                            reported, what.c_str(), destroyed);
+                EXPECT(what.find("no reply from node 1") != std::string::npos);
+                EXPECT(reported < 2.0);
+                EXPECT(destroyed < 0.3 + 0.5);
+            } else if (rank == 1) {
+                std::this_thread::sleep_for(std::chrono::seconds(3));  // stopped: no MPI
+            }
+        }
+        // Rank 1 takes the request its stopped node never served, so that every send completes
+        // and both ranks finalize cleanly.
+        if (rank == 1) {
+            const auto start = std::chrono::steady_clock::now();
+            std::optional<received_message> m;
+            while (!m && std::chrono::steady_clock::now() - start < std::chrono::seconds(30)) {
+                m = comm.try_receive();
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
+            EXPECT(m.has_value());
+        }
+        MPI_Barrier(MPI_COMM_WORLD);
     } else if (name == "hang") {
         // The last rank stops answering (hung, not dead): the others must raise
         // peer_timeout_error naming it within reply_timeout, never wait forever.

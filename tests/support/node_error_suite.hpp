@@ -272,12 +272,50 @@ TEST_CASE_TEMPLATE_DEFINE(
     const auto before = s.values(0);
     REQUIRE(s.nodes[0].initiate(1));
     CHECK(s.nodes[0].in_flight() == 1);
-    // Node 1 never polls.
-    std::this_thread::sleep_for(std::chrono::milliseconds(80));
-    const auto m = what_of<swarmsgd::peer_timeout_error>([&] { s.nodes[0].poll(); });
+    // Node 1 never polls; node 0 keeps polling (it is running: the time counts).
+    const auto m = what_of<swarmsgd::peer_timeout_error>([&] {
+        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (std::chrono::steady_clock::now() < end) {
+            s.nodes[0].poll();
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+    });
     CHECK(contains(m, "node 0: no reply from node 1 to interaction 0 after "));
     CHECK(contains(m, "reply_timeout = 50 ms"));
     CHECK(s.values(0) == before);
+}
+
+TEST_CASE_TEMPLATE_DEFINE(
+    "a node that was itself stopped does not blame its partner: the gap is credited", Config,
+    node_errors_own_stall) {
+    swarmsgd::swarm_options options;
+    options.reply_timeout = std::chrono::milliseconds(200);
+    swarm<Config> s(swarmsgd::topology::complete(2), {10, 10}, options);
+    REQUIRE(s.nodes[0].initiate(1));
+    s.nodes[0].poll();
+    // Node 0 itself is away for 3x reply_timeout (stopped, descheduled): node 1 could not have
+    // answered a node that was not there.
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    CHECK_NOTHROW(s.nodes[0].poll());
+    CHECK(s.nodes[0].stats().stalls_credited >= 1);
+    CHECK(s.nodes[0].in_flight() == 1);
+    // Node 1 answers; the interaction completes as if nothing happened.
+    s.nodes[1].poll();
+    s.nodes[0].poll();
+    CHECK(s.nodes[0].stats().interactions_completed == 1);
+    CHECK(s.nodes[0].in_flight() == 0);
+    // A partner that stays silent while this node runs is still reported, within one
+    // reply_timeout of this node's running time.
+    REQUIRE(s.nodes[0].initiate(1));
+    const auto start = std::chrono::steady_clock::now();
+    const auto m = what_of<swarmsgd::peer_timeout_error>([&] {
+        while (std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
+            s.nodes[0].poll();
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+    });
+    CHECK(contains(m, "no reply from node 1"));
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(4));
 }
 
 // ---------------------------------------------------------------------- configuration errors
@@ -501,6 +539,7 @@ TEST_CASE_TEMPLATE_DEFINE("errors are all swarmsgd::error", Config, node_errors_
     TEST_CASE_TEMPLATE_INVOKE(node_errors_nan_model, __VA_ARGS__);           \
     TEST_CASE_TEMPLATE_INVOKE(node_errors_inf_responder, __VA_ARGS__);       \
     TEST_CASE_TEMPLATE_INVOKE(node_errors_timeout, __VA_ARGS__);             \
+    TEST_CASE_TEMPLATE_INVOKE(node_errors_own_stall, __VA_ARGS__);           \
     TEST_CASE_TEMPLATE_INVOKE(node_errors_not_a_neighbour, __VA_ARGS__);     \
     TEST_CASE_TEMPLATE_INVOKE(node_errors_topology_size, __VA_ARGS__);       \
     TEST_CASE_TEMPLATE_INVOKE(node_errors_options, __VA_ARGS__);             \

@@ -157,6 +157,7 @@ std::string counters(const node_stats& s) {
     add("bytes_received", s.bytes_received);
     add("failed_decode_elements", s.failed_decode_elements);
     add("recovered_elements", s.recovered_elements);
+    add("stalls_credited", s.stalls_credited);
     return t;
 }
 

@@ -371,6 +371,13 @@ TEST_CASE("swarm_options::validate") {
         o.shutdown_timeout = std::chrono::milliseconds(0);
         CHECK(contains(invalid_argument_message([&] { o.validate(); }), "shutdown_timeout = 0"));
     }
+    SUBCASE("send_linger negative (0 is fine: detach at once)") {
+        swarmsgd::swarm_options o;
+        o.send_linger = std::chrono::milliseconds(0);
+        CHECK_NOTHROW(o.validate());
+        o.send_linger = std::chrono::milliseconds(-1);
+        CHECK(contains(invalid_argument_message([&] { o.validate(); }), "send_linger = -1 ms"));
+    }
     SUBCASE("the optimizer options are validated too") {
         swarmsgd::swarm_options o;
         o.sgd.momentum = 1.5;

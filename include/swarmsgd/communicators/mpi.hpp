@@ -34,6 +34,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <climits>
 #include <concepts>
@@ -45,6 +46,7 @@
 #include <utility>
 #include <vector>
 
+#include "../agreement.hpp"
 #include "../communicator.hpp"
 #include "../errors.hpp"
 
@@ -129,8 +131,9 @@ public:
     }
     mpi_send_request(const mpi_send_request&) = delete;
     mpi_send_request& operator=(const mpi_send_request&) = delete;
-    /// An incomplete send is waited for up to 10 s, then detached: the buffer is leaked rather
-    /// than freed under MPI's feet (it happens only when the peer is gone).
+    /// An incomplete send is waited for up to 2 s, then detached (see detach()). A swarm_node
+    /// detaches its sends itself after swarm_options::send_linger in total, so destroying a
+    /// node never waits 2 s per send.
     ~mpi_send_request() { release(); }
 
     /// Whether the send completed (the buffer may be reused).
@@ -139,6 +142,18 @@ public:
         int done = 0;
         mpi_check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), "MPI_Test (send)");
         return done != 0;
+    }
+
+    /// Gives up on an incomplete send at once: the request is freed (MPI completes or drops
+    /// the transfer on its own) and the buffer is leaked rather than freed under MPI's feet.
+    /// It happens only when the peer stopped or died, and costs that one message's bytes.
+    void detach() noexcept {
+        if (request_ == MPI_REQUEST_NULL) return;
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (finalized == 0) MPI_Request_free(&request_);
+        request_ = MPI_REQUEST_NULL;
+        new std::vector<std::byte>(std::move(buffer_));  // deliberately leaked, see above
     }
 
     /// Waits at most `timeout` for the send to complete.
@@ -156,11 +171,10 @@ private:
     void release() noexcept {
         if (request_ == MPI_REQUEST_NULL) return;
         try {
-            if (wait(std::chrono::seconds(10))) return;
+            if (wait(std::chrono::seconds(2))) return;
         } catch (...) {
         }
-        MPI_Request_free(&request_);
-        new std::vector<std::byte>(std::move(buffer_));  // deliberately leaked, see above
+        detach();
     }
 
     MPI_Request request_ = MPI_REQUEST_NULL;
@@ -339,22 +353,36 @@ public:
         }
     }
 
-    /// Start-up check, collective over the communicator (swarm_node's constructor calls it):
-    /// every rank must train a model of the same size. Throws size_mismatch_error on EVERY
-    /// rank, naming the first rank whose size differs from rank 0's and both sizes.
+    /// Start-up check, collective over the communicator (the baselines' nodes call it): every
+    /// rank must train a model of the same size. Throws size_mismatch_error on EVERY rank,
+    /// naming the first rank whose size differs from rank 0's and both sizes.
     void check_model_size(std::size_t elements) {
-        require_usable("check_model_size");
-        const auto mine = static_cast<unsigned long long>(elements);
-        std::vector<unsigned long long> all(size_);
-        mpi_check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1,
-                                MPI_UNSIGNED_LONG_LONG, comm_),
-                  "MPI_Allgather (model sizes)");
-        for (std::size_t r = 1; r < size_; ++r)
-            if (all[r] != all[0])
-                throw size_mismatch_error(
-                    detail::concat("rank ", rank_, ": rank ", r, " has a model of ", all[r],
-                                   " elements but rank 0 has ", all[0],
-                                   "; every rank must train a model of the same size"));
+        swarm_agreement mine;
+        mine.model_size = elements;
+        check_agreement(mine);
+    }
+
+    /// Start-up check, collective over the communicator (swarm_node's constructor calls it):
+    /// every rank must agree on the wire format, the model size and value type, the averaging
+    /// mode, the quantizer and its parameters, and the topology (agreement.hpp). Throws on
+    /// EVERY rank the same error, naming the first rank that differs from rank 0 and how.
+    void check_agreement(const swarm_agreement& mine) {
+        require_usable("check_agreement");
+        const auto values = mine.values();
+        constexpr std::size_t k = swarm_agreement::fields;
+        std::vector<unsigned long long> all(size_ * k);
+        std::array<unsigned long long, k> own{};
+        for (std::size_t f = 0; f < k; ++f) own[f] = values[f];
+        mpi_check(MPI_Allgather(own.data(), static_cast<int>(k), MPI_UNSIGNED_LONG_LONG, all.data(),
+                                static_cast<int>(k), MPI_UNSIGNED_LONG_LONG, comm_),
+                  "MPI_Allgather (start-up agreement)");
+        const auto of = [&](std::size_t r) {
+            std::array<std::uint64_t, k> v{};
+            for (std::size_t f = 0; f < k; ++f) v[f] = all[r * k + f];
+            return swarm_agreement::from_values(v);
+        };
+        const swarm_agreement reference = of(0);
+        for (std::size_t r = 1; r < size_; ++r) require_agreement(reference, 0, of(r), r, rank_);
     }
 
     /// The native_allreduce capability (baselines/native_allreduce.hpp): starts an
