@@ -26,6 +26,8 @@ struct node_stats {
     /// Polls that came more than reply_timeout after the previous one: this node itself was
     /// away (stopped, descheduled, stuck), and the gap was not charged to its partners.
     std::uint64_t stalls_credited = 0;
+    /// Partner models refused by swarm_options::distance_guard.
+    std::uint64_t refused_distant = 0;
     double seconds_averaging = 0;  ///< snapshot, encode, send, receive, decode, apply, waits
     double seconds_optimizer = 0;  ///< time in the local optimizer step
     double seconds_shutdown = 0;   ///< time in finish(), waiting for the other nodes
@@ -45,6 +47,7 @@ struct node_stats {
         failed_decode_elements += o.failed_decode_elements;
         recovered_elements += o.recovered_elements;
         stalls_credited += o.stalls_credited;
+        refused_distant += o.refused_distant;
         seconds_averaging += o.seconds_averaging;
         seconds_optimizer += o.seconds_optimizer;
         seconds_shutdown += o.seconds_shutdown;

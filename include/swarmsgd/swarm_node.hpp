@@ -111,6 +111,7 @@ public:
         else if constexpr (requires { comm.check_model_size(core_.size); })
             comm.check_model_size(core_.size);
         core_.send_linger = options_.send_linger;
+        core_.distance_guard = options_.distance_guard;
         due_ = options_.steps.draw(core_.random);
     }
 

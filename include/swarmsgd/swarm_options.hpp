@@ -3,6 +3,7 @@
 /// Options of one Swarm SGD node (and of the drivers that run many).
 
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -55,6 +56,15 @@ struct swarm_options {
     /// get this long IN TOTAL to complete; the rest are detached (their buffers are kept alive
     /// for the transport, never freed under it). Bounds the destructor after a peer failed.
     std::chrono::milliseconds send_linger{1'000};
+    /// Guard against a partner whose model is absurdly far from ours (a broken or hostile
+    /// node sending huge but finite values). 0 (default): off. When > 0, a partner's model
+    /// (request, reply, pull reply, fixup) whose RMS distance from the snapshot it would be
+    /// averaged with exceeds distance_guard times a reference is refused with message_error
+    /// naming the sender, counted in node_stats::refused_distant, and the model is not
+    /// changed; a refused request is reported to its initiator as well. The reference is the
+    /// larger of this node's model's RMS norm and the largest distance accepted in its last 16
+    /// interactions. Must be 0 or >= 1; 10 to 100 leaves room for any trained swarm's spread.
+    double distance_guard = 0;
     /// Seed of the node's random streams (partner choice, H draws, stochastic rounding); node
     /// i uses stream i, so a seed fixes every node's choices.
     std::uint64_t seed = 0;
@@ -71,6 +81,10 @@ struct swarm_options {
         detail::require<invalid_argument_error>(
             shutdown_timeout.count() > 0,
             "swarm_options: shutdown_timeout = ", shutdown_timeout.count(), " ms; it must be > 0");
+        detail::require<invalid_argument_error>(
+            distance_guard == 0 || (std::isfinite(distance_guard) && distance_guard >= 1),
+            "swarm_options: distance_guard = ", distance_guard,
+            "; it must be 0 (off) or a finite factor >= 1");
         detail::require<invalid_argument_error>(
             send_linger.count() >= 0, "swarm_options: send_linger = ", send_linger.count(),
             " ms; it must be >= 0");

@@ -520,6 +520,63 @@ TEST_CASE_TEMPLATE_DEFINE(
     CHECK(s.nodes[0].in_flight() == 0);  // forgotten: no spurious timeout later
 }
 
+TEST_CASE_TEMPLATE_DEFINE(
+    "distance_guard: a partner absurdly far from this model is refused, named and counted", Config,
+    node_errors_distance_guard) {
+    swarmsgd::swarm_options options;
+    options.distance_guard = 10;
+    swarm<Config> s(swarmsgd::topology::complete(2), {64, 64}, options);
+    // A normal interaction first (models 10 apart, RMS norms 32 and 41): accepted.
+    REQUIRE(s.nodes[0].initiate(1));
+    s.nodes[1].poll();
+    s.nodes[0].poll();
+    s.nodes[1].poll();  // a fixup, if the quantizer needed one
+    CHECK(s.nodes[0].stats().interactions_completed == 1);
+    CHECK(s.nodes[0].in_flight() + s.nodes[1].in_flight() == 0);
+    CHECK(s.nodes[0].stats().refused_distant + s.nodes[1].stats().refused_distant == 0);
+
+    // A broken node 0 now sends huge but finite values.
+    (void)s.endpoints[0].isend(1, model_message<Config>(swarmsgd::message_kind::request, 0, 99,
+                                                        std::vector<float>(64, 1e6f)));
+    std::string m;
+    auto before = s.values(1);
+    if constexpr (node_of<Config>::recovers) {
+        // Far beyond the quantizer's reach: node 1 cannot decode, answers with its own values
+        // there and waits for node 0's raw values (a fixup), which the guard refuses.
+        s.nodes[1].poll();
+        REQUIRE(s.nodes[1].in_flight() == 1);
+        auto reply = s.endpoints[0].try_receive();
+        REQUIRE(reply.has_value());
+        const auto e = swarmsgd::read_envelope(reply->bytes, 1);
+        REQUIRE((e.flags & swarmsgd::flag_fallback) != 0);
+        const auto payload =
+            std::span<const std::byte>(reply->bytes).subspan(swarmsgd::envelope_size);
+        const auto q = swarmsgd::detail::load<std::uint64_t>(payload.data() + payload.size() - 8);
+        const auto section = swarmsgd::detail::read_fallback<float>(
+            payload.subspan(q, payload.size() - 8 - q), 64, "test");
+        std::vector<swarmsgd::detail::fallback_range> asked;
+        for (const auto& r : section.ranges)
+            if (r.needs_fixup) asked.push_back({r.begin, r.end, false});
+        REQUIRE(!asked.empty());
+        before = s.values(1);
+        (void)s.endpoints[0].isend(1, fixup_message(0, 99, asked, 1e6f));
+        m = what_of<swarmsgd::message_error>([&] { s.nodes[1].poll(); });
+        CHECK(contains(m, "node 1: fixup from node 0 is at RMS distance"));
+        CHECK(s.nodes[1].in_flight() == 0);
+    } else {
+        m = what_of<swarmsgd::message_error>([&] { s.nodes[1].poll(); });
+        CHECK(contains(m, "node 1: request from node 0 is at RMS distance"));
+        // The initiator is told why.
+        auto answer = s.endpoints[0].try_receive();
+        REQUIRE(answer.has_value());
+        CHECK(swarmsgd::read_envelope(answer->bytes, 1).kind == swarmsgd::message_kind::failure);
+    }
+    CHECK(contains(m, "distance_guard = 10"));
+    CHECK(contains(m, "the model was not changed"));
+    CHECK(s.values(1) == before);
+    CHECK(s.nodes[1].stats().refused_distant == 1);
+}
+
 TEST_CASE_TEMPLATE_DEFINE("errors are all swarmsgd::error", Config, node_errors_base_class) {
     swarm<Config> s(swarmsgd::topology::complete(2), {3, 3});
     const std::vector<float> wrong(2, 0.0f);
@@ -550,4 +607,5 @@ TEST_CASE_TEMPLATE_DEFINE("errors are all swarmsgd::error", Config, node_errors_
     TEST_CASE_TEMPLATE_INVOKE(node_errors_unexpected_fixup, __VA_ARGS__);    \
     TEST_CASE_TEMPLATE_INVOKE(node_errors_fixup_ranges, __VA_ARGS__);        \
     TEST_CASE_TEMPLATE_INVOKE(node_errors_fallback_reply, __VA_ARGS__);      \
+    TEST_CASE_TEMPLATE_INVOKE(node_errors_distance_guard, __VA_ARGS__);      \
     TEST_CASE_TEMPLATE_INVOKE(node_errors_base_class, __VA_ARGS__)

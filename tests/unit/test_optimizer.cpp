@@ -371,6 +371,19 @@ TEST_CASE("swarm_options::validate") {
         o.shutdown_timeout = std::chrono::milliseconds(0);
         CHECK(contains(invalid_argument_message([&] { o.validate(); }), "shutdown_timeout = 0"));
     }
+    SUBCASE("distance_guard below 1, negative or not finite (0 is off)") {
+        swarmsgd::swarm_options o;
+        o.distance_guard = 0;
+        CHECK_NOTHROW(o.validate());
+        o.distance_guard = 10;
+        CHECK_NOTHROW(o.validate());
+        o.distance_guard = 0.5;
+        CHECK(contains(invalid_argument_message([&] { o.validate(); }), "distance_guard = 0.5"));
+        o.distance_guard = -1;
+        CHECK(contains(invalid_argument_message([&] { o.validate(); }), "distance_guard = -1"));
+        o.distance_guard = std::numeric_limits<double>::infinity();
+        CHECK(contains(invalid_argument_message([&] { o.validate(); }), "distance_guard = inf"));
+    }
     SUBCASE("send_linger negative (0 is fine: detach at once)") {
         swarmsgd::swarm_options o;
         o.send_linger = std::chrono::milliseconds(0);

@@ -34,6 +34,15 @@ template <tensor_value V>
     return sum;
 }
 
+/// sum_k a[k]^2, accumulated in double.
+template <tensor_value V>
+[[nodiscard]] inline double squared_norm(const V* a, std::size_t n) noexcept {
+    double sum = 0;
+    for (std::size_t k = 0; k < n; ++k)
+        sum += static_cast<double>(a[k]) * static_cast<double>(a[k]);
+    return sum;
+}
+
 /// Unsigned integer of the same width as V (for bit tests).
 template <tensor_value V>
 using bits_of = std::conditional_t<sizeof(V) == 4, std::uint32_t, std::uint64_t>;
@@ -130,6 +139,18 @@ template <tensor_value V>
 [[nodiscard]] inline std::size_t first_non_finite_raw(const std::byte* raw,
                                                       std::size_t n) noexcept {
     return first_non_finite_of<V>([raw](std::size_t k) { return load_raw<V>(raw, k); }, n);
+}
+
+/// sum_k (raw[k] - b[k])^2 in double, raw a packed array of V at any alignment.
+template <tensor_value V>
+[[nodiscard]] inline double squared_distance_raw(const std::byte* raw, const V* b,
+                                                 std::size_t n) noexcept {
+    double sum = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+        const double d = static_cast<double>(load_raw<V>(raw, k)) - static_cast<double>(b[k]);
+        sum += d * d;
+    }
+    return sum;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@
 /// how a model is exchanged is an exchange (exchanges/).
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cmath>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -72,6 +74,9 @@ struct node_core {
             spare_bytes = std::move(o.spare_bytes);
             outstanding = std::move(o.outstanding);
             send_linger = o.send_linger;
+            distance_guard = o.distance_guard;
+            accepted_distances = o.accepted_distances;
+            accepted_count = o.accepted_count;
         }
         return *this;
     }
@@ -173,6 +178,53 @@ struct node_core {
         throw message_error(concat("node ", rank(), ": ", to_string(kind), " from node ", peer,
                                    " decodes to a non-finite element ", k,
                                    "; the model was not changed"));
+    }
+
+    /// swarm_options::distance_guard (0: off).
+    double distance_guard = 0;
+    /// The last accepted distances (a ring of 16), for the guard's reference.
+    std::array<double, 16> accepted_distances{};
+    /// Distances accepted so far (the ring's write position).
+    std::size_t accepted_count = 0;
+
+    /// True when the distance guard is on.
+    [[nodiscard]] bool guarding() const noexcept { return distance_guard > 0; }
+
+    /// The distance guard (swarm_options::distance_guard) for a partner's model at squared
+    /// distance `squared_distance` from the snapshot it would be averaged with, whose squared
+    /// norm is `squared_norm`, both over `n` elements: throws message_error (counted in
+    /// refused_distant) when it is too far, else remembers the distance. A non-finite
+    /// distance is left to the finiteness checks.
+    void guard_distance(std::size_t peer, message_kind kind, double squared_distance,
+                        double squared_norm, std::size_t n) {
+        if (!guarding() || n == 0) return;
+        const double d = std::sqrt(squared_distance / double(n));
+        if (!std::isfinite(d)) return;
+        double recent = 0;
+        for (std::size_t k = 0; k < std::min(accepted_count, accepted_distances.size()); ++k)
+            recent = std::max(recent, accepted_distances[k]);
+        const double norm = std::sqrt(squared_norm / double(n));
+        const double reference = std::max(recent, std::isfinite(norm) ? norm : 0.0);
+        if (reference > 0 && d > distance_guard * reference) {
+            ++stats.refused_distant;
+            throw message_error(concat(
+                "node ", rank(), ": ", to_string(kind), " from node ", peer, " is at RMS distance ",
+                d, " from this node's model, more than distance_guard = ", distance_guard,
+                " times the reference ", reference,
+                " (the larger of this model's RMS norm and the largest of its last ",
+                accepted_distances.size(),
+                " accepted distances); refused, the model was not "
+                "changed"));
+        }
+        accepted_distances[accepted_count++ % accepted_distances.size()] = d;
+    }
+
+    /// guard_distance for a decoded partner model `theirs` against our snapshot `ours`.
+    void guard_distance(std::size_t peer, message_kind kind, const buffer& theirs,
+                        const buffer& ours) {
+        if (!guarding()) return;
+        guard_distance(peer, kind, memory.squared_distance(theirs, ours), memory.squared_norm(ours),
+                       ours.size());
     }
 
     /// Runs `serve` (an exchange answering request `e`); if it throws size_mismatch_error,

@@ -109,6 +109,12 @@ struct node_memory<Model, Quant, host_memory> {
             at += r.end - r.begin;
         }
     }
+    /// sum_k (a[k] - b[k])^2 (the distance guard).
+    double squared_distance(const buffer& a, const buffer& b) {
+        return detail::squared_distance(a.data(), b.data(), a.size());
+    }
+    /// sum_k a[k]^2 (the distance guard).
+    double squared_norm(const buffer& a) { return detail::squared_norm(a.data(), a.size()); }
     /// The quantizer observes the distance between two buffers.
     void observe(Quant& q, const buffer& mine, const buffer& theirs) {
         q.observe(std::span<const value_type>(mine), std::span<const value_type>(theirs));

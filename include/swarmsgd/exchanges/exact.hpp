@@ -70,6 +70,7 @@ public:
         c.answer_or_refuse(e, [&] {
             const auto payload = std::span<std::byte>(bytes).subspan(envelope_size);
             std::byte* const raw = payload.data() + check_header(c, e.sender, e.kind, payload);
+            if (c.guarding()) guard_against_model(c, e, raw);
             std::size_t failed = c.size;  // global index of the failing block's start
             for_each_part(*c.model, [&](std::span<value_type> x, std::size_t offset) {
                 if (failed != c.size) return;
@@ -96,11 +97,17 @@ public:
         if (e.kind == message_kind::pull_reply) {
             check_model_size(c);  // the general exchange gathers the model first
             const std::byte* raw = check_payload(c, e.sender, e.kind, payload);
+            if (c.guarding()) guard_against_model(c, e, raw);
             for_each_part(*c.model, [&](std::span<value_type> x, std::size_t offset) {
                 detail::average_with_raw(x.data(), raw + offset * sizeof(value_type), x.size());
             });
         } else {
             const std::byte* raw = check_payload(c, e.sender, e.kind, payload);
+            if (c.guarding())
+                c.guard_distance(
+                    e.sender, e.kind,
+                    detail::squared_distance_raw<value_type>(raw, s.sent.data(), c.size),
+                    detail::squared_norm(s.sent.data(), c.size), c.size);
             for_each_part(*c.model, [&](std::span<value_type> x, std::size_t offset) {
                 detail::add_half_difference_raw(x.data(), raw + offset * sizeof(value_type),
                                                 s.sent.data() + offset, x.size());
@@ -112,6 +119,18 @@ private:
     /// Byte offset of the values in a payload of the node's model size.
     [[nodiscard]] static std::size_t raw_header_size(const Core& c) {
         return c.quantizer.max_encoded_size(c.size) - c.size * sizeof(value_type);
+    }
+
+    /// The distance guard for the payload values at `raw` against the model itself (what a
+    /// request or pull reply is averaged with). One extra read pass, only when the guard is on.
+    static void guard_against_model(Core& c, const envelope& e, const std::byte* raw) {
+        double squared = 0, norm = 0;
+        for_each_part(*c.model, [&](std::span<value_type> x, std::size_t offset) {
+            squared += detail::squared_distance_raw<value_type>(raw + offset * sizeof(value_type),
+                                                                x.data(), x.size());
+            norm += detail::squared_norm(x.data(), x.size());
+        });
+        c.guard_distance(e.sender, e.kind, squared, norm, c.size);
     }
 
     /// The size check gather() makes before it copies the model (same exception and text).

@@ -49,6 +49,7 @@ public:
         c.memory.gather(*c.model, own_);
         c.answer_or_refuse(e, [&] {
             decode_checked(c, e.sender, e.kind, payload, own_);
+            c.guard_distance(e.sender, e.kind, received_, own_);
             c.send(e.sender, message_kind::reply, e.interaction, &own_);  // own_ := D(m_j)
         });
         c.memory.apply_half_difference(*c.model, received_, own_);
@@ -68,9 +69,11 @@ public:
         if (e.kind == message_kind::pull_reply) {
             c.memory.gather(*c.model, own_);
             decode_checked(c, e.sender, e.kind, payload, own_);
+            c.guard_distance(e.sender, e.kind, received_, own_);
             c.memory.apply_half_difference(*c.model, received_, own_);
         } else {
             decode_checked(c, e.sender, e.kind, payload, s.sent);
+            c.guard_distance(e.sender, e.kind, received_, s.sent);
             c.memory.apply_half_difference(*c.model, received_, s.sent);
         }
     }

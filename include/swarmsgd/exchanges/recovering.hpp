@@ -115,6 +115,10 @@ public:
             k != theirs.size())
             throw message_error(concat("node ", c.rank(), ": fixup from node ", e.sender,
                                        " holds a non-finite value; the model was not changed"));
+        if (c.guarding())
+            c.guard_distance(e.sender, e.kind,
+                             detail::squared_distance(theirs.data(), f.own.data(), theirs.size()),
+                             detail::squared_norm(f.own.data(), f.own.size()), theirs.size());
         c.memory.add_half_difference_ranges(*c.model, f.ranges, theirs.data(), f.own.data());
         // The initiator's step failed here, not ours: only observe the distance.
         c.quantizer.observe(std::span<const value_type>(theirs),
@@ -155,6 +159,7 @@ private:
         for (const auto& r : request.failed)  // no change there until the fixup
             c.memory.copy_range(own_, received_, r.begin, r.end);
         check_decoded(c, e, own_);
+        c.guard_distance(e.sender, e.kind, received_, own_);
         std::vector<std::byte> bytes = c.build(e.sender, &own_);  // own_ becomes D(m_j)
         const std::size_t quantized = bytes.size() - envelope_size;
         const auto predicted =
@@ -235,6 +240,7 @@ private:
         c.stats.failed_decode_elements += result.failed_elements();
         c.memory.copy_fallback_values(section, received_);
         check_decoded(c, e, s.sent);
+        c.guard_distance(e.sender, e.kind, received_, s.sent);
         std::vector<detail::fallback_range> fixup;
         for (const auto& r : section.ranges) {
             if (!r.needs_fixup) continue;
@@ -265,6 +271,7 @@ private:
         const auto result = c.decode(e.sender, e.kind, payload, own_, received_);
         for (const auto& r : result.failed) c.memory.copy_range(own_, received_, r.begin, r.end);
         check_decoded(c, e, own_);
+        c.guard_distance(e.sender, e.kind, received_, own_);
         c.stats.failed_decode_elements += result.failed_elements();
         if (result.ok())
             c.memory.observe(c.quantizer, own_, received_);

@@ -125,6 +125,14 @@ struct squared_difference_at {
 };
 
 template <class V>
+struct square_at {
+    const V* a;
+    SWARMSGD_HOST_DEVICE double operator()(std::size_t k) const {
+        return static_cast<double>(a[k]) * static_cast<double>(a[k]);
+    }
+};
+
+template <class V>
 struct abs_difference_at {
     const V* a;
     const V* b;
@@ -163,6 +171,14 @@ template <class S, class V>
     if (n == 0) return 0;
     return thrust::transform_reduce(system_ops<S>::policy(), index_iterator(0), index_iterator(n),
                                     squared_difference_at<V>{a, b}, 0.0, thrust::plus<double>());
+}
+
+/// sum_k a[k]^2 in double (the order of the sum is the system's).
+template <class S, class V>
+[[nodiscard]] double flat_squared_norm(const V* a, std::size_t n) {
+    if (n == 0) return 0;
+    return thrust::transform_reduce(system_ops<S>::policy(), index_iterator(0), index_iterator(n),
+                                    square_at<V>{a}, 0.0, thrust::plus<double>());
 }
 
 /// max_k |a[k] - b[k]| in double; NaN when some difference is NaN (as

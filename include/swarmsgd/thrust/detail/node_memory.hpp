@@ -94,6 +94,17 @@ struct node_memory<Model, Quant, S> {
         });
     }
 
+    /// sum_k (a[k] - b[k])^2 (the distance guard).
+    double squared_distance(const buffer& a, const buffer& b) {
+        return device_call("swarmsgd: distance",
+                           [&] { return flat_squared_distance<S>(a.data(), b.data(), a.size()); });
+    }
+    /// sum_k a[k]^2 (the distance guard).
+    double squared_norm(const buffer& a) {
+        return device_call("swarmsgd: norm",
+                           [&] { return flat_squared_norm<S>(a.data(), a.size()); });
+    }
+
     /// Largest |a[k] - b[k]| over the ranges (both are finite here: checked before they get here).
     double max_difference(std::span<const fallback_range> ranges, const buffer& a,
                           const buffer& b) {
