@@ -67,6 +67,14 @@ public:
     using error::error;
 };
 
+/// A checkpoint cannot be written, or cannot be read back: missing, truncated, corrupt (its
+/// checksum does not match), of another format version, or made by another node, model,
+/// quantizer or topology (checkpoint.hpp).
+class checkpoint_error : public error {
+public:
+    using error::error;
+};
+
 namespace detail {
 
 /// Builds a message from any streamable pieces: `concat("size ", n, " != ", m)`.

@@ -32,6 +32,29 @@ struct node_stats {
     double seconds_optimizer = 0;  ///< time in the local optimizer step
     double seconds_shutdown = 0;   ///< time in finish(), waiting for the other nodes
 
+    /// Calls f(name, field) for every field of `s` (a node_stats, const or not), in
+    /// declaration order: the one list that += and checkpoints walk.
+    template <class Stats, class F>
+    static void for_each_field(Stats& s, F&& f) {
+        f("local_steps", s.local_steps);
+        f("interactions_initiated", s.interactions_initiated);
+        f("interactions_completed", s.interactions_completed);
+        f("interactions_served", s.interactions_served);
+        f("interactions_declined", s.interactions_declined);
+        f("postponed", s.postponed);
+        f("messages_sent", s.messages_sent);
+        f("messages_received", s.messages_received);
+        f("bytes_sent", s.bytes_sent);
+        f("bytes_received", s.bytes_received);
+        f("failed_decode_elements", s.failed_decode_elements);
+        f("recovered_elements", s.recovered_elements);
+        f("stalls_credited", s.stalls_credited);
+        f("refused_distant", s.refused_distant);
+        f("seconds_averaging", s.seconds_averaging);
+        f("seconds_optimizer", s.seconds_optimizer);
+        f("seconds_shutdown", s.seconds_shutdown);
+    }
+
     /// Adds another node's counters (for swarm-wide totals).
     node_stats& operator+=(const node_stats& o) noexcept {
         local_steps += o.local_steps;
@@ -54,5 +77,8 @@ struct node_stats {
         return *this;
     }
 };
+
+// A new field goes into for_each_field and operator+= too.
+static_assert(sizeof(node_stats) == 17 * 8, "node_stats: update for_each_field and operator+=");
 
 }  // namespace swarmsgd

@@ -112,6 +112,20 @@ concept recovering_quantizer_for = quantizer_for<Q, V> &&
     q.on_failure(d);
 };
 
+/// Optional capability: adaptive state a checkpoint must carry (checkpoint.hpp), such as the
+/// lattice quantizer's distance estimate or error_feedback's residual.
+/// - `q.save_state(out)` (const): appends the state to `out` (a std::vector<std::byte>);
+/// - `q.load_state(in)`: restores it from exactly those bytes (a std::span<const std::byte>),
+///   throwing swarmsgd::error for bytes it did not write, without changing itself then.
+/// A quantizer without them is taken to have no state worth saving (identity, fp16, bf16,
+/// min_max, qsgd: their only state is the node's random stream, which the checkpoint carries).
+template <class Q>
+concept stateful_quantizer = requires(const Q& cq, Q& q, std::vector<std::byte>& out,
+                                      std::span<const std::byte> in) {
+    cq.save_state(out);
+    q.load_state(in);
+};
+
 /// Whether Q has any of the members of recovering_quantizer_for (to refuse a partial one).
 template <class Q, class V>
 concept has_any_recovery_member = requires(Q& q, double d, std::span<const V> a) {

@@ -4,6 +4,7 @@
 /// std::uniform_*_distribution, whose output differs between standard libraries, so a
 /// seed gives bit-identical runs on every platform.
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 
@@ -31,6 +32,15 @@ public:
     explicit constexpr rng(std::uint64_t seed = 0, std::uint64_t stream = 0) noexcept {
         std::uint64_t sm = seed ^ (0xD1B54A32D192ED03ULL * (stream + 1));
         for (auto& word : s_) word = splitmix64(sm);
+    }
+
+    /// The four words of state (checkpoints); set_state(state()) continues the same stream.
+    [[nodiscard]] std::array<std::uint64_t, 4> state() const noexcept {
+        return {s_[0], s_[1], s_[2], s_[3]};
+    }
+    /// Restores a state from state().
+    void set_state(const std::array<std::uint64_t, 4>& s) noexcept {
+        for (std::size_t k = 0; k < 4; ++k) s_[k] = s[k];
     }
 
     static constexpr result_type min() noexcept { return 0; }

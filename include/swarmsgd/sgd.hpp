@@ -4,6 +4,7 @@
 /// Nesterov momentum and (coupled, L2) weight decay, with PyTorch's update rule:
 ///   g' = g + wd * x;  v = mu * v + g';  d = nesterov ? g' + mu * v : v;  x -= lr(t) * d.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <functional>
@@ -95,6 +96,18 @@ public:
 
     /// Local steps taken so far.
     [[nodiscard]] std::size_t steps() const noexcept { return steps_; }
+    /// The momentum buffer (empty without momentum), for checkpoints.
+    [[nodiscard]] std::span<const V> velocity() const noexcept { return velocity_; }
+    /// Restores the state of a checkpoint: steps taken, last rate and momentum buffer (of the
+    /// size velocity() has). Throws invalid_argument_error for a buffer of another size.
+    void restore(std::size_t steps, double last_rate, std::span<const V> velocity) {
+        detail::require<invalid_argument_error>(
+            velocity.size() == velocity_.size(), "sgd::restore: momentum buffer of ",
+            velocity.size(), " elements, this optimizer has ", velocity_.size());
+        steps_ = steps;
+        last_rate_ = last_rate;
+        std::copy(velocity.begin(), velocity.end(), velocity_.begin());
+    }
     /// Learning rate used by the last step.
     [[nodiscard]] double last_rate() const noexcept { return last_rate_; }
     /// The options in force.

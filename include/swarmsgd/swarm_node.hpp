@@ -13,10 +13,12 @@
 /// \endcode
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -26,6 +28,7 @@
 #include "agreement.hpp"
 #include "communicator.hpp"
 #include "detail/kernels.hpp"
+#include "detail/node_checkpoint.hpp"
 #include "detail/node_core.hpp"
 #include "detail/type_checks.hpp"
 #include "errors.hpp"
@@ -106,8 +109,7 @@ public:
         // match (agreement.hpp: model size, mode, quantizer, topology, wire format), so a
         // mismatch is reported on every node at once rather than as a drift or a mid-run error.
         if constexpr (requires(swarm_agreement a) { comm.check_agreement(a); })
-            comm.check_agreement(
-                make_agreement(core_.size, sizeof(value_type), options_, core_.quantizer, graph));
+            comm.check_agreement(agreement());
         else if constexpr (requires { comm.check_model_size(core_.size); })
             comm.check_model_size(core_.size);
         core_.send_linger = options_.send_linger;
@@ -267,6 +269,36 @@ public:
         core_.stats.seconds_shutdown += core_type::seconds_since(start);
     }
 
+    // ---- Checkpoints --------------------------------------------------------------------------
+
+    /// Saves this node's whole state to `path` (format and contents: checkpoint.hpp and
+    /// detail/node_checkpoint.hpp): model, optimizer state, random stream, local-step
+    /// counters, the quantizer's adaptive state and statistics, with what identifies the node.
+    /// First completes this node's interactions in flight (answering others meanwhile; bounded
+    /// by reply_timeout), so that no message refers to a state the file does not hold. Written
+    /// atomically (a temporary file, then rename). Host models.
+    void save_checkpoint(const std::filesystem::path& path) requires memory_type::host {
+        while (in_flight() != 0) {
+            poll();
+            if (in_flight() != 0) core_.comm->wait_for_message(std::chrono::milliseconds(1));
+        }
+        detail::save_node_checkpoint(path, checkpoint_view());
+    }
+
+    /// Restores a state saved by save_checkpoint into a node with no interaction in flight (a
+    /// freshly built one, typically). Everything is read and checked before anything changes:
+    /// a missing, truncated or corrupt file, another format version, or another node's
+    /// checkpoint (rank, swarm size, model size or type, mode, quantizer, topology) is a
+    /// checkpoint_error naming the file and the mismatch, and the node is unchanged. Training
+    /// then continues exactly where the saved node stopped (bit for bit, given the same
+    /// messages: tests/unit/test_checkpoint.cpp). Host models.
+    void restore_checkpoint(const std::filesystem::path& path) requires memory_type::host {
+        detail::require<invalid_argument_error>(
+            in_flight() == 0, "node ", rank(), ": restore_checkpoint with ", in_flight(),
+            " interactions in flight; restore into a node that has not interacted yet");
+        detail::restore_node_checkpoint(path, checkpoint_view());
+    }
+
 private:
     using clock = typename core_type::clock;
     using initiator_state = typename exchange_type::initiator_state;
@@ -300,6 +332,18 @@ private:
             throw non_finite_error(concat("node ", rank(), ": gradient element ", bad, " is ",
                                           at(bad), " at local step ", core_.stats.local_steps,
                                           "; the step was not applied and nothing was sent"));
+    }
+
+    /// The state a checkpoint saves and restores, by reference.
+    detail::node_state<Model, Quant> checkpoint_view() {
+        return {rank(),         core_.comm->size(), agreement(), *core_.model,      optimizer_,
+                core_.random,   since_last_,        due_,        next_interaction_, core_.stats,
+                core_.quantizer};
+    }
+
+    /// What this node must agree on with every other (agreement.hpp).
+    [[nodiscard]] swarm_agreement agreement() const {
+        return make_agreement(core_.size, sizeof(value_type), options_, core_.quantizer, *graph_);
     }
 
     /// An initiator state for a new interaction, reusing a completed one's buffers.

@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "../errors.hpp"
+#include "../message.hpp"
 #include "../quantizer.hpp"
 #include "../random.hpp"
 
@@ -94,6 +96,39 @@ public:
     [[nodiscard]] std::span<const value_type> residual() const noexcept { return residual_; }
     /// Forgets the residual (for instance when the stream restarts).
     void reset() noexcept { residual_.clear(); }
+
+    /// Checkpoints (stateful_quantizer): u64 residual length, the residual, then the inner
+    /// quantizer's state when it has one.
+    void save_state(std::vector<std::byte>& out) const {
+        std::size_t at = out.size();
+        out.resize(at + 8 + residual_.size() * sizeof(value_type));
+        detail::store<std::uint64_t>(out.data() + at, residual_.size());
+        if (!residual_.empty())
+            std::memcpy(out.data() + at + 8, residual_.data(),
+                        residual_.size() * sizeof(value_type));
+        if constexpr (stateful_quantizer<Q>) inner_.save_state(out);
+    }
+    /// Restores save_state's bytes; invalid_argument_error (and no change) for anything else.
+    void load_state(std::span<const std::byte> in) {
+        detail::require<invalid_argument_error>(in.size() >= 8,
+                                                "error_feedback load_state: ", in.size(),
+                                                " bytes, fewer than the 8 of a length");
+        const auto n = detail::load<std::uint64_t>(in.data());
+        detail::require<invalid_argument_error>(
+            n <= (in.size() - 8) / sizeof(value_type), "error_feedback load_state: a residual of ",
+            n, " values does not fit in ", in.size() - 8, " bytes");
+        const auto rest = in.subspan(8 + n * sizeof(value_type));
+        if constexpr (stateful_quantizer<Q>) {
+            Q inner = inner_;
+            inner.load_state(rest);
+            inner_ = std::move(inner);
+        } else {
+            detail::require<invalid_argument_error>(
+                rest.empty(), "error_feedback load_state: ", rest.size(), " bytes left over");
+        }
+        residual_.resize(n);
+        if (n != 0) std::memcpy(residual_.data(), in.data() + 8, n * sizeof(value_type));
+    }
     /// The wrapped quantizer.
     [[nodiscard]] const Q& inner() const noexcept { return inner_; }
 

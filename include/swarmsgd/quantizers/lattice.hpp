@@ -558,6 +558,19 @@ public:
         distance_ = clamp_distance(std::max(options_.failure_growth * distance_, observed));
     }
 
+    /// Checkpoints (stateful_quantizer): the state is the distance estimate, 8 bytes.
+    void save_state(std::vector<std::byte>& out) const {
+        const std::size_t at = out.size();
+        out.resize(at + 8);
+        detail::store<double>(out.data() + at, distance_);
+    }
+    /// Restores save_state's bytes; invalid_argument_error (and no change) for anything else.
+    void load_state(std::span<const std::byte> in) {
+        detail::require<invalid_argument_error>(in.size() == 8, "lattice load_state: ", in.size(),
+                                                " bytes, expected 8 (the distance estimate)");
+        set_distance_estimate(detail::load<double>(in.data()));
+    }
+
     /// Sets the estimate directly (clamped to [min_distance, 1e25 (float) / 1e280 (double)]).
     void set_distance_estimate(double d) {
         check_distance(d, "set_distance_estimate");
