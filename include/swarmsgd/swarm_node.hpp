@@ -301,6 +301,7 @@ public:
 
 private:
     using clock = typename core_type::clock;
+    using time_point = typename clock::time_point;
     using initiator_state = typename exchange_type::initiator_state;
     using fixup_state = typename exchange_type::fixup_state;
 
@@ -308,7 +309,7 @@ private:
     struct pending {
         std::uint64_t id;
         std::size_t peer;
-        clock::time_point start;
+        time_point start;
         initiator_state state;  // the exchange's snapshot(s) of our model
     };
 
@@ -316,7 +317,7 @@ private:
     struct awaited_fixup {
         std::uint64_t id;
         std::size_t peer;
-        clock::time_point start;
+        time_point start;
         fixup_state state;  // the exchange's half, applied when the fixup arrives
     };
 
@@ -478,7 +479,7 @@ private:
     /// stuck in the user's code): its partners could not have answered a node that was not
     /// there, so the gap is not charged to them. Every awaited message's clock moves by the
     /// gap: a partner gets a full reply_timeout of this node's running time again.
-    void credit_own_stall(clock::time_point now) {
+    void credit_own_stall(time_point now) {
         const auto gap = now - last_poll_;
         if (gap <= options_.reply_timeout) return;
         for (auto& p : in_flight_) p.start += gap;
@@ -495,7 +496,7 @@ private:
     /// peer_timeout_error when an awaited message (`what` its peer, e.g. "reply from")
     /// waited longer than reply_timeout.
     template <class Awaited>
-    void check_waited(clock::time_point now, const Awaited& a, const char* what,
+    void check_waited(time_point now, const Awaited& a, const char* what,
                       const char* relation) const {
         if (now - a.start <= options_.reply_timeout) return;
         throw peer_timeout_error(detail::concat(
@@ -527,7 +528,7 @@ private:
     std::vector<pending> in_flight_;
     std::vector<awaited_fixup> awaiting_fixup_;
     std::vector<initiator_state> spare_states_;
-    clock::time_point last_poll_ = clock::now();  // for credit_own_stall
+    time_point last_poll_ = clock::now();  // for credit_own_stall
     std::uint64_t next_interaction_ = 0;
     std::size_t since_last_ = 0;
     std::size_t due_ = 1;
