@@ -252,10 +252,7 @@ public:
         stopping_ = true;
         const auto start = clock::now();
         const auto deadline = start + options_.shutdown_timeout;
-        while (in_flight() != 0) {
-            poll();
-            if (in_flight() != 0) core_.comm->wait_for_message(std::chrono::milliseconds(1));
-        }
+        complete_in_flight();
         core_.comm->announce_done();
         while (!core_.comm->all_done()) {
             poll();
@@ -278,10 +275,7 @@ public:
     /// by reply_timeout), so that no message refers to a state the file does not hold. Written
     /// atomically (a temporary file, then rename). Host models.
     void save_checkpoint(const std::filesystem::path& path) requires memory_type::host {
-        while (in_flight() != 0) {
-            poll();
-            if (in_flight() != 0) core_.comm->wait_for_message(std::chrono::milliseconds(1));
-        }
+        complete_in_flight();
         detail::save_node_checkpoint(path, checkpoint_view());
     }
 
@@ -504,6 +498,15 @@ private:
             " after ", std::chrono::duration_cast<std::chrono::milliseconds>(now - a.start).count(),
             " ms (reply_timeout = ", options_.reply_timeout.count(),
             " ms); the peer crashed, hung or is far too slow"));
+    }
+
+    /// Polls (answering others) until this node's own interactions and awaited fixups are
+    /// complete; bounded by reply_timeout through poll()'s timeout check.
+    void complete_in_flight() {
+        while (in_flight() != 0) {
+            poll();
+            if (in_flight() != 0) core_.comm->wait_for_message(std::chrono::milliseconds(1));
+        }
     }
 
     void wait_for_reply(std::uint64_t id) {
