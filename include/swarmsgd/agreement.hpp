@@ -33,6 +33,11 @@ struct swarm_agreement {
 
     /// Number of values.
     static constexpr std::size_t fields = 7;
+    /// What each value is, in values() order (for messages).
+    static constexpr std::array<const char*, fields> names = {
+        "the wire format version", "the model size",   "the value size",
+        "the averaging mode",      "the quantizer id", "the quantizer layout",
+        "the topology fingerprint"};
     /// The values in a fixed order (what a communicator exchanges).
     [[nodiscard]] std::array<std::uint64_t, fields> values() const noexcept {
         return {wire_version, model_size,       value_bytes,         mode,
@@ -47,12 +52,15 @@ struct swarm_agreement {
 
 namespace detail {
 
-/// FNV-1a, 64 bits, over 64-bit words.
+/// One step of FNV-1a (64 bits): hashes byte `b` into `h`.
+inline void fnv1a(std::uint64_t& h, std::byte b) noexcept {
+    h ^= std::to_integer<std::uint64_t>(b);
+    h *= 0x100000001b3ULL;
+}
+
+/// FNV-1a over the 8 bytes of `word`, least significant first.
 inline void fnv1a(std::uint64_t& h, std::uint64_t word) noexcept {
-    for (int b = 0; b < 8; ++b) {
-        h ^= (word >> (8 * b)) & 0xFF;
-        h *= 0x100000001b3ULL;
-    }
+    for (int b = 0; b < 8; ++b) fnv1a(h, static_cast<std::byte>((word >> (8 * b)) & 0xFF));
 }
 
 inline constexpr std::uint64_t fnv1a_basis = 0xcbf29ce484222325ULL;

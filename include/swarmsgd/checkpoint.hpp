@@ -19,7 +19,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <span>
 #include <string>
 #include <system_error>
@@ -123,10 +122,7 @@ inline constexpr std::size_t checkpoint_header_bytes = 16;
 /// FNV-1a of a byte range.
 [[nodiscard]] inline std::uint64_t fnv1a_bytes(std::span<const std::byte> bytes) noexcept {
     std::uint64_t h = fnv1a_basis;
-    for (const std::byte b : bytes) {
-        h ^= static_cast<std::uint64_t>(b);
-        h *= 0x100000001b3ULL;
-    }
+    for (const std::byte b : bytes) fnv1a(h, b);
     return h;
 }
 
@@ -171,13 +167,13 @@ inline void write_checkpoint_file(const std::filesystem::path& path,
     if (!in)
         throw checkpoint_error(
             concat("checkpoint ", name, " cannot be opened: ", std::strerror(errno)));
-    std::vector<std::byte> all;
-    {
-        std::vector<char> raw((std::istreambuf_iterator<char>(in)),
-                              std::istreambuf_iterator<char>());
-        all.resize(raw.size());
-        if (!raw.empty()) std::memcpy(all.data(), raw.data(), raw.size());
-    }
+    std::error_code ec;
+    const auto file_bytes = std::filesystem::file_size(path, ec);
+    if (ec) throw checkpoint_error(concat("checkpoint ", name, " cannot be read: ", ec.message()));
+    std::vector<std::byte> all(file_bytes);
+    if (!in.read(reinterpret_cast<char*>(all.data()), static_cast<std::streamsize>(all.size())))
+        throw checkpoint_error(
+            concat("checkpoint ", name, ": reading its ", all.size(), " bytes failed"));
     if (all.size() < checkpoint_header_bytes + 8 || std::memcmp(all.data(), "SWCK", 4) != 0)
         throw checkpoint_error(concat("checkpoint ", name, " is not a swarmsgd checkpoint (",
                                       all.size(), " bytes, no SWCK header)"));

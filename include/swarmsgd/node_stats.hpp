@@ -32,53 +32,38 @@ struct node_stats {
     double seconds_optimizer = 0;  ///< time in the local optimizer step
     double seconds_shutdown = 0;   ///< time in finish(), waiting for the other nodes
 
-    /// Calls f(name, field) for every field of `s` (a node_stats, const or not), in
-    /// declaration order: the one list that += and checkpoints walk.
-    template <class Stats, class F>
-    static void for_each_field(Stats& s, F&& f) {
-        f("local_steps", s.local_steps);
-        f("interactions_initiated", s.interactions_initiated);
-        f("interactions_completed", s.interactions_completed);
-        f("interactions_served", s.interactions_served);
-        f("interactions_declined", s.interactions_declined);
-        f("postponed", s.postponed);
-        f("messages_sent", s.messages_sent);
-        f("messages_received", s.messages_received);
-        f("bytes_sent", s.bytes_sent);
-        f("bytes_received", s.bytes_received);
-        f("failed_decode_elements", s.failed_decode_elements);
-        f("recovered_elements", s.recovered_elements);
-        f("stalls_credited", s.stalls_credited);
-        f("refused_distant", s.refused_distant);
-        f("seconds_averaging", s.seconds_averaging);
-        f("seconds_optimizer", s.seconds_optimizer);
-        f("seconds_shutdown", s.seconds_shutdown);
+    /// Calls f(name, s.field...) for every field, in declaration order, on one node_stats or
+    /// several (const or not) side by side: the one list that += and checkpoints walk.
+    template <class F, class... Stats>
+    static void for_each_field(F&& f, Stats&... s) {
+        f("local_steps", s.local_steps...);
+        f("interactions_initiated", s.interactions_initiated...);
+        f("interactions_completed", s.interactions_completed...);
+        f("interactions_served", s.interactions_served...);
+        f("interactions_declined", s.interactions_declined...);
+        f("postponed", s.postponed...);
+        f("messages_sent", s.messages_sent...);
+        f("messages_received", s.messages_received...);
+        f("bytes_sent", s.bytes_sent...);
+        f("bytes_received", s.bytes_received...);
+        f("failed_decode_elements", s.failed_decode_elements...);
+        f("recovered_elements", s.recovered_elements...);
+        f("stalls_credited", s.stalls_credited...);
+        f("refused_distant", s.refused_distant...);
+        f("seconds_averaging", s.seconds_averaging...);
+        f("seconds_optimizer", s.seconds_optimizer...);
+        f("seconds_shutdown", s.seconds_shutdown...);
     }
 
     /// Adds another node's counters (for swarm-wide totals).
     node_stats& operator+=(const node_stats& o) noexcept {
-        local_steps += o.local_steps;
-        interactions_initiated += o.interactions_initiated;
-        interactions_completed += o.interactions_completed;
-        interactions_served += o.interactions_served;
-        interactions_declined += o.interactions_declined;
-        postponed += o.postponed;
-        messages_sent += o.messages_sent;
-        messages_received += o.messages_received;
-        bytes_sent += o.bytes_sent;
-        bytes_received += o.bytes_received;
-        failed_decode_elements += o.failed_decode_elements;
-        recovered_elements += o.recovered_elements;
-        stalls_credited += o.stalls_credited;
-        refused_distant += o.refused_distant;
-        seconds_averaging += o.seconds_averaging;
-        seconds_optimizer += o.seconds_optimizer;
-        seconds_shutdown += o.seconds_shutdown;
+        for_each_field([](const char*, auto& mine, const auto& theirs) { mine += theirs; }, *this,
+                       o);
         return *this;
     }
 };
 
-// A new field goes into for_each_field and operator+= too.
-static_assert(sizeof(node_stats) == 17 * 8, "node_stats: update for_each_field and operator+=");
+// A new field goes into for_each_field too.
+static_assert(sizeof(node_stats) == 17 * 8, "node_stats: a new field goes into for_each_field");
 
 }  // namespace swarmsgd

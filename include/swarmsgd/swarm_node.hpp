@@ -112,7 +112,7 @@ public:
             comm.check_agreement(agreement());
         else if constexpr (requires { comm.check_model_size(core_.size); })
             comm.check_model_size(core_.size);
-        core_.send_linger = options_.send_linger;
+        core_.sends.set_linger(options_.send_linger);
         core_.distance_guard = options_.distance_guard;
         due_ = options_.steps.draw(core_.random);
     }

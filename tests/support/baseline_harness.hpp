@@ -21,6 +21,8 @@
 #include <utility>
 #include <vector>
 
+#include "error_text.hpp"
+
 namespace test_support::baselines {
 
 /// A simulated network and one endpoint per node (in a deque: nodes keep pointers to them).
@@ -113,21 +115,8 @@ std::vector<std::byte> identity_payload(std::span<const V> values) {
     return p;
 }
 
-/// The message of the exception of type E that `fn` throws, or a placeholder.
-template <class E, class Fn>
-std::string what_of(Fn&& fn) {
-    try {
-        fn();
-    } catch (const E& e) {
-        return e.what();
-    }
-    return "<no exception of the expected type>";
-}
-
-/// Whether `text` contains `part`.
-inline bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
+using test_support::contains;
+using test_support::what_of;
 
 /// Whether two vectors are equal bit for bit.
 template <class V>

@@ -35,6 +35,8 @@
 #include <swarmsgd/swarm_node.hpp>
 #include <swarmsgd/topology.hpp>
 
+#include "error_text.hpp"
+
 namespace test_support::node_errors {
 
 using swarmsgd::simulated_network;
@@ -43,19 +45,8 @@ template <class Config>
 using node_of = swarmsgd::swarm_node<typename Config::model_type, simulated_network::endpoint,
                                      typename Config::quantizer_type>;
 
-template <class E, class Fn>
-std::string what_of(Fn&& fn) {
-    try {
-        fn();
-    } catch (const E& e) {
-        return e.what();
-    }
-    return "<no exception of the expected type>";
-}
-
-inline bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
+using test_support::contains;
+using test_support::what_of;
 
 inline std::vector<float> iota_values(std::size_t n, float start) {
     std::vector<float> m(n);
@@ -93,6 +84,16 @@ inline std::vector<std::byte> fixup_message(
                              {swarmsgd::message_kind::fixup, sender, interaction,
                               static_cast<std::uint32_t>(bytes.size() - swarmsgd::envelope_size)});
     return bytes;
+}
+
+/// Polls `node` every 2 ms for `how_long` (a running node, whose waiting time counts).
+template <class Node>
+void keep_polling(Node& node, std::chrono::milliseconds how_long) {
+    const auto end = std::chrono::steady_clock::now() + how_long;
+    while (std::chrono::steady_clock::now() < end) {
+        node.poll();
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
 }
 
 /// n nodes with zero network delay, one model each (node i holds 10 i, 10 i + 1, ...), on
@@ -273,13 +274,8 @@ TEST_CASE_TEMPLATE_DEFINE(
     REQUIRE(s.nodes[0].initiate(1));
     CHECK(s.nodes[0].in_flight() == 1);
     // Node 1 never polls; node 0 keeps polling (it is running: the time counts).
-    const auto m = what_of<swarmsgd::peer_timeout_error>([&] {
-        const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-        while (std::chrono::steady_clock::now() < end) {
-            s.nodes[0].poll();
-            std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        }
-    });
+    const auto m = what_of<swarmsgd::peer_timeout_error>(
+        [&] { keep_polling(s.nodes[0], std::chrono::seconds(5)); });
     CHECK(contains(m, "node 0: no reply from node 1 to interaction 0 after "));
     CHECK(contains(m, "reply_timeout = 50 ms"));
     CHECK(s.values(0) == before);
@@ -308,12 +304,8 @@ TEST_CASE_TEMPLATE_DEFINE(
     // reply_timeout of this node's running time.
     REQUIRE(s.nodes[0].initiate(1));
     const auto start = std::chrono::steady_clock::now();
-    const auto m = what_of<swarmsgd::peer_timeout_error>([&] {
-        while (std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
-            s.nodes[0].poll();
-            std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        }
-    });
+    const auto m = what_of<swarmsgd::peer_timeout_error>(
+        [&] { keep_polling(s.nodes[0], std::chrono::seconds(5)); });
     CHECK(contains(m, "no reply from node 1"));
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(4));
 }

@@ -4,9 +4,10 @@
 // through MPI. Checks, with an allreduce of host copies: the sum of the models equals the sum
 // of the initial models minus lr times the sum of all gradients (mean preservation), and rank 0
 // prints what the MPI library says about CUDA-aware MPI. Then the baselines on device models
-// (staged through host buffers, thrust/detail/baseline_memory.hpp): allreduce SGD over MPI_Iallreduce
-// and over the ring, whose models must be identical on every rank and follow large-batch SGD,
-// and D-PSGD, which keeps the sum of the models. Prints "mpi_device ranks=<n>: PASSED".
+// (staged through host buffers, thrust/detail/baseline_memory.hpp): allreduce SGD over
+// MPI_Iallreduce and over the ring, whose models must be identical on every rank and follow
+// large-batch SGD, and D-PSGD, which keeps the sum of the models. Prints "mpi_device ranks=<n>:
+// PASSED".
 #include <cmath>
 #include <cstdio>
 #include <span>

@@ -18,6 +18,8 @@
 #include <swarmsgd/quantizers/min_max.hpp>
 #include <swarmsgd/swarm_node.hpp>
 
+#include "error_text.hpp"
+
 using namespace swarmsgd;
 
 namespace {
@@ -30,19 +32,8 @@ fs::path temp_dir() {
     return dir;
 }
 
-template <class E, class Fn>
-std::string what_of(Fn&& fn) {
-    try {
-        fn();
-    } catch (const E& e) {
-        return e.what();
-    }
-    return "<no exception of the expected type>";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
+using test_support::contains;
+using test_support::what_of;
 
 /// Two nodes over a zero-delay simulated network, driven in lockstep from one thread: node i
 /// takes the gradient of 0.5 ||x - c_i||^2 plus a step-dependent wiggle, so the run is

@@ -57,10 +57,11 @@ template <class Model, class Comm, class Quant>
 constexpr bool check_baseline_types() {
     static_assert(check_node_types<Model, Comm>());
     if constexpr (any_model<Model>) {
-        static_assert(baseline_model<Model>,
-                      "swarmsgd: the baseline algorithms (baselines/) have no back end for this "
-                      "model's memory system; for Thrust device vectors include "
-                      "<swarmsgd/thrust.hpp> (thrust/detail/baseline_memory.hpp); see docs/baselines.md");
+        static_assert(
+            baseline_model<Model>,
+            "swarmsgd: the baseline algorithms (baselines/) have no back end for this "
+            "model's memory system; for Thrust device vectors include "
+            "<swarmsgd/thrust.hpp> (thrust/detail/baseline_memory.hpp); see docs/baselines.md");
         static_assert(quantizer_for<Quant, model_value_t<Model>>,
                       "swarmsgd: the Quant type is not a quantizer for this model's value type: "
                       "it needs id(), name(), max_encoded_size(n), encode(values, out, rng) and "

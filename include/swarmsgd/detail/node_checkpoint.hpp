@@ -61,7 +61,7 @@ void save_node_checkpoint(const std::filesystem::path& path, const node_state<Mo
     w.put<std::uint64_t>(s.since_last);
     w.put<std::uint64_t>(s.due);
     w.put<std::uint64_t>(s.next_interaction);
-    node_stats::for_each_field(s.stats, [&](const char*, auto value) { w.put(value); });
+    node_stats::for_each_field([&](const char*, auto value) { w.put(value); }, s.stats);
     std::vector<std::byte> quantizer_state;
     if constexpr (stateful_quantizer<Quant>) s.quantizer.save_state(quantizer_state);
     w.put_values<std::byte>(quantizer_state);
@@ -83,13 +83,9 @@ void restore_node_checkpoint(const std::filesystem::path& path, const node_state
     };
     expect("the rank", r.get<std::uint64_t>("the rank"), s.rank);
     expect("the swarm size", r.get<std::uint64_t>("the swarm size"), s.nodes);
-    static constexpr const char* agreement_fields[swarm_agreement::fields] = {
-        "the wire format version", "the model size",   "the value size",
-        "the averaging mode",      "the quantizer id", "the quantizer layout",
-        "the topology fingerprint"};
     const auto mine = s.agreement.values();
     for (std::size_t f = 0; f < swarm_agreement::fields; ++f)
-        expect(agreement_fields[f], r.get<std::uint64_t>(agreement_fields[f]), mine[f]);
+        expect(swarm_agreement::names[f], r.get<std::uint64_t>(swarm_agreement::names[f]), mine[f]);
     const auto x = r.get_values<V>("the model", model_size(s.model));
     const auto steps = r.get<std::uint64_t>("the optimizer's steps");
     const auto last_rate = r.get<double>("the optimizer's last rate");
@@ -100,9 +96,11 @@ void restore_node_checkpoint(const std::filesystem::path& path, const node_state
     const auto due = r.get<std::uint64_t>("the local steps due");
     const auto next_interaction = r.get<std::uint64_t>("the next interaction id");
     node_stats stats;
-    node_stats::for_each_field(stats, [&](const char* name, auto& field) {
-        field = r.get<std::remove_reference_t<decltype(field)>>(name);
-    });
+    node_stats::for_each_field(
+        [&](const char* name, auto& field) {
+            field = r.get<std::remove_reference_t<decltype(field)>>(name);
+        },
+        stats);
     const auto quantizer_state = r.get_bytes("the quantizer state");
     r.expect_end();
     Quant quantizer = s.quantizer;

@@ -10,7 +10,6 @@
 #include <array>
 #include <chrono>
 #include <cmath>
-#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -25,6 +24,7 @@
 #include "../quantizer.hpp"
 #include "../random.hpp"
 #include "node_memory.hpp"
+#include "send_queue.hpp"
 
 namespace swarmsgd::detail {
 
@@ -57,31 +57,6 @@ struct node_core {
 
     node_core(Model& m, Comm& c, Quant q, std::size_t n, rng r)
         : model(&m), comm(&c), quantizer(std::move(q)), size(n), memory(n), random(r) {}
-
-    node_core(const node_core&) = delete;
-    node_core& operator=(const node_core&) = delete;
-    node_core(node_core&&) noexcept = default;
-    node_core& operator=(node_core&& o) noexcept {
-        if (this != &o) {
-            release_sends();
-            model = o.model;
-            comm = o.comm;
-            quantizer = std::move(o.quantizer);
-            size = o.size;
-            memory = std::move(o.memory);
-            random = o.random;
-            stats = o.stats;
-            spare_bytes = std::move(o.spare_bytes);
-            outstanding = std::move(o.outstanding);
-            send_linger = o.send_linger;
-            distance_guard = o.distance_guard;
-            accepted_distances = o.accepted_distances;
-            accepted_count = o.accepted_count;
-        }
-        return *this;
-    }
-    /// Gives the sends still in flight send_linger in total, then detaches the rest.
-    ~node_core() { release_sends(); }
 
     /// Rank of this node.
     [[nodiscard]] std::size_t rank() const { return comm->rank(); }
@@ -143,9 +118,7 @@ struct node_core {
                                static_cast<std::uint32_t>(bytes.size() - envelope_size), flags});
         stats.bytes_sent += bytes.size();
         ++stats.messages_sent;
-        auto request = comm->isend(peer, std::move(bytes));
-        if (!request.test()) outstanding.push_back(std::move(request));
-        std::erase_if(outstanding, [](auto& r) { return r.test(); });
+        sends.add(comm->isend(peer, std::move(bytes)));
     }
 
     /// Decodes a model payload of a `kind` message from `peer` against `reference` into `out`,
@@ -255,32 +228,8 @@ struct node_core {
 
     using send_request =
         decltype(std::declval<Comm&>().isend(std::size_t{}, std::vector<std::byte>{}));
-    std::vector<send_request> outstanding{};  ///< sends not yet complete
-    /// The total time release_sends() gives the sends in flight (swarm_options::send_linger).
-    std::chrono::nanoseconds send_linger{std::chrono::seconds(1)};
-
-    /// Waits for the sends in flight until send_linger has passed IN TOTAL, then detaches the
-    /// rest: a request type with wait(timeout) and detach() (mpi_send_request) keeps its
-    /// buffer alive for the transport and returns at once; others are simply destroyed (their
-    /// own destructors decide). Never throws.
-    void release_sends() noexcept {
-        if (outstanding.empty()) return;
-        if constexpr (requires(send_request & r) {
-                          { r.wait(std::chrono::nanoseconds{}) } -> std::convertible_to<bool>;
-                          r.detach();
-                      }) {
-            const auto deadline = clock::now() + send_linger;
-            for (auto& r : outstanding) {
-                try {
-                    const auto left = deadline - clock::now();
-                    if (left > clock::duration::zero() && r.wait(left)) continue;
-                } catch (...) {  // a failing transport: detach, as for a late send
-                }
-                r.detach();
-            }
-        }
-        outstanding.clear();
-    }
+    /// Sends not yet complete; released with swarm_options::send_linger when the node goes.
+    send_queue<send_request> sends{};
 };
 
 }  // namespace swarmsgd::detail
