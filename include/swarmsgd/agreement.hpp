@@ -25,6 +25,7 @@ struct swarm_agreement {
     std::uint64_t model_size = 0;                      ///< model elements
     std::uint64_t value_bytes = 0;                     ///< 4 (float) or 8 (double)
     std::uint64_t mode = 0;                            ///< swarm_options::mode
+    std::uint64_t failure = 0;                         ///< swarm_options::failure
     std::uint64_t quantizer_id = 0;                    ///< the quantizer's wire id
     /// FNV-1a of the quantizer's payload sizes at several model sizes: differs when the
     /// parameters that shape its payload (bits, bucket size) differ.
@@ -32,21 +33,21 @@ struct swarm_agreement {
     std::uint64_t topology_fingerprint = 0;  ///< FNV-1a of the topology's neighbour lists
 
     /// Number of values.
-    static constexpr std::size_t fields = 7;
+    static constexpr std::size_t fields = 8;
     /// What each value is, in values() order (for messages).
     static constexpr std::array<const char*, fields> names = {
-        "the wire format version", "the model size",   "the value size",
-        "the averaging mode",      "the quantizer id", "the quantizer layout",
-        "the topology fingerprint"};
+        "the wire format version", "the model size",          "the value size",
+        "the averaging mode",      "the failure policy",      "the quantizer id",
+        "the quantizer layout",    "the topology fingerprint"};
     /// The values in a fixed order (what a communicator exchanges).
     [[nodiscard]] std::array<std::uint64_t, fields> values() const noexcept {
-        return {wire_version, model_size,       value_bytes,         mode,
-                quantizer_id, quantizer_layout, topology_fingerprint};
+        return {wire_version, model_size,   value_bytes,      mode,
+                failure,      quantizer_id, quantizer_layout, topology_fingerprint};
     }
     /// The inverse of values().
     [[nodiscard]] static swarm_agreement from_values(
         const std::array<std::uint64_t, fields>& v) noexcept {
-        return {v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+        return {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]};
     }
 };
 
@@ -90,6 +91,7 @@ template <class Quant>
     a.model_size = model_size;
     a.value_bytes = value_bytes;
     a.mode = static_cast<std::uint64_t>(options.mode);
+    a.failure = static_cast<std::uint64_t>(options.failure);
     a.quantizer_id = q.id();
     std::uint64_t h = detail::fnv1a_basis;
     for (std::size_t n : {std::size_t{1}, std::size_t{7}, std::size_t{64}, std::size_t{1000},
@@ -103,7 +105,7 @@ template <class Quant>
 /// Throws, on rank `me`, the error for the first field in which `other` (rank `other_rank`)
 /// differs from `reference` (rank `reference_rank`); returns when they agree. The error type
 /// names the kind of mismatch: message_error (wire format), size_mismatch_error (model size),
-/// invalid_argument_error (value type, mode, quantizer), topology_error (topology).
+/// invalid_argument_error (value type, mode, failure policy, quantizer), topology_error (topology).
 inline void require_agreement(const swarm_agreement& reference, std::size_t reference_rank,
                               const swarm_agreement& other, std::size_t other_rank,
                               std::size_t me) {
@@ -133,6 +135,16 @@ inline void require_agreement(const swarm_agreement& reference, std::size_t refe
         throw invalid_argument_error(
             concat(at("averages in ", name(other.mode), " mode"), " in ", name(reference.mode),
                    " mode; every rank must use the same swarm_options::mode"));
+    }
+    if (other.failure != reference.failure) {
+        const auto name = [](std::uint64_t f) {
+            return f <= static_cast<std::uint64_t>(failure_policy::exclude)
+                       ? std::string(to_string(static_cast<failure_policy>(f)))
+                       : concat("policy #", f);
+        };
+        throw invalid_argument_error(
+            concat(at("has failure policy ", name(other.failure)), " has ", name(reference.failure),
+                   "; every rank must use the same swarm_options::failure"));
     }
     if (other.quantizer_id != reference.quantizer_id)
         throw invalid_argument_error(concat(at("uses quantizer id ", other.quantizer_id), " uses ",

@@ -31,7 +31,7 @@
 namespace swarmsgd {
 
 /// Version of the checkpoint format; a reader refuses any other.
-inline constexpr std::uint16_t checkpoint_format_version = 1;
+inline constexpr std::uint16_t checkpoint_format_version = 2;
 
 namespace detail {
 

@@ -53,6 +53,15 @@ public:
     using error::error;
 };
 
+/// This node was excluded from the swarm (failure_policy::exclude): a partner gave up on it
+/// (it did not answer within reply_timeout: it was stopped, hung or far too slow) and told the
+/// others. It no longer takes part; no survivor's model was changed by it after that. Restart
+/// it (from a checkpoint, say) as a new run.
+class excluded_error : public error {
+public:
+    using error::error;
+};
+
 /// The run was aborted because another node failed: thrown by every in-process endpoint (and
 /// by the endpoints of any thread_world) after its world's abort(); the threaded drivers
 /// rethrow the original failure instead.
@@ -82,6 +91,18 @@ template <class... Parts>
 [[nodiscard]] std::string concat(const Parts&... parts) {
     std::ostringstream out;
     (out << ... << parts);
+    return std::move(out).str();
+}
+
+/// "a, b, c": the streamable values of `range`, comma separated (for lists of ranks).
+template <class Range>
+[[nodiscard]] std::string join(const Range& range) {
+    std::ostringstream out;
+    const char* separator = "";
+    for (const auto& v : range) {
+        out << separator << v;
+        separator = ", ";
+    }
     return std::move(out).str();
 }
 

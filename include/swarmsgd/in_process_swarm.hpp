@@ -28,9 +28,18 @@
 
 namespace swarmsgd {
 
+/// A node that failed in a run that went on without it (failure_policy::exclude).
+struct node_failure {
+    std::size_t node = 0;  ///< which node
+    std::string what;      ///< its exception's message
+};
+
 /// What a run of the in-process swarm did.
 struct swarm_report {
-    std::vector<node_stats> nodes;  ///< per node
+    std::vector<node_stats> nodes;  ///< per node (a failed node's: as they were when it failed)
+    /// failure_policy::exclude: the nodes that failed while the others trained on and finished
+    /// (their models are as they were when they failed). Empty otherwise: a failure is thrown.
+    std::vector<node_failure> failures;
     double wall_seconds = 0;        ///< wall time of the whole run
     double consensus_distance = 0;  ///< Gamma of the final models
 
@@ -62,8 +71,10 @@ struct no_step_callback {
 /// of baselines/), `comm` being `world.endpoint_for(i)`. Each step computes node i's gradient
 /// with `problem`, calls `node.step(grad)` and then `on_step(node, step, loss, stats)` from that
 /// node's thread; then `node.finish()`. If a node throws, `world.abort` stops the others and
-/// the first error is rethrown here, not the aborts it caused. `seed` seeds node i's data
-/// stream rng(seed, n + i).
+/// the first error is rethrown here, not the aborts it caused; except a node whose
+/// `options().failure` is failure_policy::exclude: the others then go on without it, and its
+/// error is listed in swarm_report::failures (rethrown only when no node finished). `seed`
+/// seeds node i's data stream rng(seed, n + i).
 template <thread_world World, class Model, class Problem, class MakeNode,
           class OnStep = no_step_callback>
 swarm_report run_nodes_in_process(World& world, std::vector<Model>& models, Problem& problem,
@@ -92,6 +103,7 @@ swarm_report run_nodes_in_process(World& world, std::vector<Model>& models, Prob
     swarm_report report;
     report.nodes.resize(n);
     std::vector<std::exception_ptr> errors(n);
+    std::vector<char> survivable(n, 0);  // node i's failure is survived by the others
     std::once_flag aborted;
     const auto abort = [&](const std::string& reason) {
         std::call_once(aborted, [&] { world.abort(reason); });
@@ -105,31 +117,62 @@ swarm_report run_nodes_in_process(World& world, std::vector<Model>& models, Prob
                 try {
                     auto comm = world.endpoint_for(i);
                     auto node = make_node(i, models[i], comm);
-                    rng data_random(seed, n + i);
-                    std::vector<value_type> grad(size);
-                    for (std::size_t s = 0; s < steps[i]; ++s) {
-                        const double loss =
-                            problem.gradient(i, static_cast<const Model&>(models[i]),
-                                             std::span<value_type>(grad), data_random);
-                        node.step(std::span<const value_type>(grad));
-                        on_step(i, s, loss, node.stats());
+                    if constexpr (requires { node.options().failure; })
+                        survivable[i] = node.options().failure == failure_policy::exclude;
+                    try {
+                        rng data_random(seed, n + i);
+                        std::vector<value_type> grad(size);
+                        for (std::size_t s = 0; s < steps[i]; ++s) {
+                            const double loss =
+                                problem.gradient(i, static_cast<const Model&>(models[i]),
+                                                 std::span<value_type>(grad), data_random);
+                            node.step(std::span<const value_type>(grad));
+                            on_step(i, s, loss, node.stats());
+                        }
+                        node.finish();
+                    } catch (...) {
+                        report.nodes[i] = node.stats();
+                        throw;
                     }
-                    node.finish();
                     report.nodes[i] = node.stats();
                 } catch (const aborted_error&) {
                     errors[i] = std::current_exception();
                 } catch (const std::exception& e) {
                     errors[i] = std::current_exception();
-                    abort(detail::concat("node ", i, " failed: ", e.what()));
+                    if (survivable[i] == 0)
+                        abort(detail::concat("node ", i, " failed: ", e.what()));
                 } catch (...) {
                     errors[i] = std::current_exception();
-                    abort(detail::concat("node ", i, " failed with a non-standard exception"));
+                    if (survivable[i] == 0)
+                        abort(detail::concat("node ", i, " failed with a non-standard exception"));
                 }
             });
         }
     }
     report.wall_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // Failures the others survived (failure_policy::exclude) are reported, not thrown, as long
+    // as some node finished and nothing else failed.
+    std::size_t finished = 0, survived = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!errors[i])
+            ++finished;
+        else if (survivable[i] != 0)
+            ++survived;
+    }
+    if (finished > 0 && finished + survived == n) {
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!errors[i]) continue;
+            try {
+                std::rethrow_exception(errors[i]);
+            } catch (const std::exception& e) {
+                report.failures.push_back({i, e.what()});
+            } catch (...) {
+                report.failures.push_back({i, "a non-standard exception"});
+            }
+        }
+        errors.assign(n, nullptr);
+    }
     // Rethrow the original failure rather than the aborts it caused.
     std::exception_ptr first_abort;
     for (auto& e : errors) {

@@ -47,10 +47,20 @@ enum class message_kind : std::uint8_t {
     /// A node's model for a synchronous neighbourhood average (baselines/dpsgd.hpp):
     /// `interaction` holds the round.
     neighbour_model = 9,
+    /// failure_policy::exclude: the sender finished (it starts no more interactions and all of
+    /// its own were answered or lost); the point-to-point replacement of the done barrier.
+    done = 10,
+    /// failure_policy::exclude: the node whose rank is in `interaction` was excluded by the
+    /// sender; the payload is the reason (UTF-8 text).
+    excluded = 11,
+    /// failure_policy::exclude: "are you alive?" (a finishing node probing a node that has not
+    /// finished); answered at once with a pong echoing `interaction`.
+    ping = 12,
+    pong = 13,  ///< the answer to a ping
 };
 
 /// The highest message_kind value a reader accepts.
-inline constexpr std::uint8_t last_message_kind = 9;
+inline constexpr std::uint8_t last_message_kind = 13;
 
 /// Envelope flag: a reply carries a fallback section after its quantized payload (recovery of
 /// failed decodes, see docs/algorithm.md).
@@ -68,6 +78,10 @@ inline constexpr std::uint8_t flag_fallback = 1;
         case message_kind::declined: return "declined";
         case message_kind::collective: return "collective";
         case message_kind::neighbour_model: return "neighbour_model";
+        case message_kind::done: return "done";
+        case message_kind::excluded: return "excluded";
+        case message_kind::ping: return "ping";
+        case message_kind::pong: return "pong";
     }
     return "unknown";
 }
@@ -206,6 +220,7 @@ enum class failure_code : std::uint8_t {
     size_mismatch = 1,  ///< size_mismatch_error
     malformed = 2,      ///< message_error
     non_finite = 3,     ///< non_finite_error
+    excluded = 4,       ///< excluded_error: the receiver was excluded by the sender
 };
 
 /// The payload of a failure message: the code, then `reason`.
@@ -228,7 +243,7 @@ struct failure_report {
     failure_report r;
     if (payload.empty()) return r;
     const auto code = static_cast<std::uint8_t>(payload[0]);
-    if (code <= static_cast<std::uint8_t>(failure_code::non_finite))
+    if (code <= static_cast<std::uint8_t>(failure_code::excluded))
         r.code = static_cast<failure_code>(code);
     r.reason.assign(reinterpret_cast<const char*>(payload.data()) + 1, payload.size() - 1);
     return r;
@@ -240,6 +255,7 @@ struct failure_report {
         case failure_code::size_mismatch: throw size_mismatch_error(text);
         case failure_code::malformed: throw message_error(text);
         case failure_code::non_finite: throw non_finite_error(text);
+        case failure_code::excluded: throw excluded_error(text);
         case failure_code::other: break;
     }
     throw error(text);

@@ -28,6 +28,14 @@ struct node_stats {
     std::uint64_t stalls_credited = 0;
     /// Partner models refused by swarm_options::distance_guard.
     std::uint64_t refused_distant = 0;
+    /// failure_policy::exclude: peers this node excluded, or learnt were excluded.
+    std::uint64_t peers_excluded = 0;
+    /// failure_policy::exclude: own interactions (and awaited fixups) dropped because the
+    /// partner was excluded; this node's half of each was never applied.
+    std::uint64_t interactions_lost = 0;
+    /// failure_policy::exclude: messages from excluded peers, not applied (a request is
+    /// answered with a failure telling the sender it was excluded).
+    std::uint64_t messages_ignored = 0;
     double seconds_averaging = 0;  ///< snapshot, encode, send, receive, decode, apply, waits
     double seconds_optimizer = 0;  ///< time in the local optimizer step
     double seconds_shutdown = 0;   ///< time in finish(), waiting for the other nodes
@@ -50,6 +58,9 @@ struct node_stats {
         f("recovered_elements", s.recovered_elements...);
         f("stalls_credited", s.stalls_credited...);
         f("refused_distant", s.refused_distant...);
+        f("peers_excluded", s.peers_excluded...);
+        f("interactions_lost", s.interactions_lost...);
+        f("messages_ignored", s.messages_ignored...);
         f("seconds_averaging", s.seconds_averaging...);
         f("seconds_optimizer", s.seconds_optimizer...);
         f("seconds_shutdown", s.seconds_shutdown...);
@@ -64,6 +75,6 @@ struct node_stats {
 };
 
 // A new field goes into for_each_field too.
-static_assert(sizeof(node_stats) == 17 * 8, "node_stats: a new field goes into for_each_field");
+static_assert(sizeof(node_stats) == 20 * 8, "node_stats: a new field goes into for_each_field");
 
 }  // namespace swarmsgd

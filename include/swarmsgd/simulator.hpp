@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -37,6 +38,13 @@ enum class simulation_schedule {
     asynchronous,  ///< one node step per tick, messages delayed, non-blocking averaging
 };
 
+/// A crash in a simulation: node `node` stops for good before tick `tick` (see
+/// simulator_options::kills).
+struct simulated_kill {
+    std::uint64_t tick = 0;  ///< the tick before which the node dies
+    std::size_t node = 0;    ///< the node that dies
+};
+
 /// Options of a simulation.
 struct simulator_options {
     swarm_options node;  ///< every node's options (node.seed also seeds the simulator)
@@ -48,6 +56,13 @@ struct simulator_options {
     std::size_t min_delay = 0;
     /// asynchronous: most ticks a message spends in transit (must be 0 when sequential)
     std::size_t max_delay = 0;
+    /// Crashes to simulate (needs node.failure == failure_policy::exclude). Before its tick a
+    /// killed node stops: it takes no more steps, the network drops its inbox and every
+    /// message sent to it (simulated_network::disconnect; what it sent before stays in
+    /// transit), and the network reports it dead to its neighbours (swarm_node::exclude_peer),
+    /// which tell every other node by message. The survivors train on, and the run is as
+    /// bit-reproducible as one without kills. At least one node must survive.
+    std::vector<simulated_kill> kills;
 };
 
 /// Simulates `models.size()` nodes training `problem` on `graph`.
@@ -115,6 +130,24 @@ public:
                 "simulator: averaging_mode::blocking needs concurrently running nodes; the "
                 "sequential schedule is the blocking sequential model");
         }
+        require<invalid_argument_error>(
+            options_.kills.empty() || node_options.failure == failure_policy::exclude,
+            "simulator: ", options_.kills.size(),
+            " kills scheduled, but a node's death can only be survived with "
+            "node.failure = failure_policy::exclude");
+        std::vector<char> doomed(n, 0);
+        for (const auto& k : options_.kills) {
+            require<invalid_argument_error>(k.node < n, "simulator: kill of node ", k.node,
+                                            " at tick ", k.tick, ", but n = ", n);
+            require<invalid_argument_error>(doomed[k.node] == 0, "simulator: node ", k.node,
+                                            " is killed twice");
+            doomed[k.node] = 1;
+        }
+        require<invalid_argument_error>(options_.kills.size() < n, "simulator: all ", n,
+                                        " nodes are killed; at least one must survive");
+        std::stable_sort(
+            options_.kills.begin(), options_.kills.end(),
+            [](const simulated_kill& a, const simulated_kill& b) { return a.tick < b.tick; });
         endpoints_.reserve(n);
         nodes_.reserve(n);
         for (std::size_t i = 0; i < n; ++i) endpoints_.push_back(network_.endpoint_for(i));
@@ -130,6 +163,8 @@ public:
     /// Runs `ticks` ticks: interactions (sequential) or node activations (asynchronous).
     void run(std::size_t ticks) {
         for (std::size_t t = 0; t < ticks; ++t) {
+            while (next_kill_ < options_.kills.size() && options_.kills[next_kill_].tick <= ticks_)
+                kill(options_.kills[next_kill_++]);
             if (options_.schedule == simulation_schedule::sequential)
                 sequential_tick();
             else
@@ -144,9 +179,15 @@ public:
         while (network_.pending() != 0 || any_in_flight()) {
             network_.advance_to(network_.now() + 1);
             ++ticks_;
-            for (auto& node : nodes_) node.poll();
+            for (std::size_t i = 0; i < nodes_.size(); ++i)
+                if (alive(i)) nodes_[i].poll();
         }
     }
+
+    /// Whether node i is alive (not killed yet).
+    [[nodiscard]] bool alive(std::size_t i) const { return !network_.disconnected(i); }
+    /// The network (messages in transit, dropped ones).
+    [[nodiscard]] const simulated_network& network() const noexcept { return network_; }
 
     /// Number of nodes.
     [[nodiscard]] std::size_t size() const noexcept { return nodes_.size(); }
@@ -183,8 +224,43 @@ private:
         nodes_[i].after_local_step();
     }
 
+    /// Kills k.node: disconnected, and reported dead to its live neighbours, which spread the
+    /// news. In the sequential model, every message settles at once.
+    void kill(const simulated_kill& k) {
+        network_.disconnect(k.node);
+        const std::string reason = detail::concat("killed by the simulator's schedule at tick ",
+                                                  ticks_, " (scheduled for tick ", k.tick, ")");
+        for (std::size_t d = 0; d < graph_->degree(k.node); ++d) {
+            const std::size_t j = graph_->neighbour(k.node, d);
+            if (alive(j)) nodes_[j].exclude_peer(k.node, reason);
+        }
+        if (options_.schedule == simulation_schedule::sequential) settle();
+    }
+
+    /// Sequential model: every live node serves its inbox until nothing is in transit.
+    void settle() {
+        while (network_.pending() != 0)
+            for (std::size_t i = 0; i < nodes_.size(); ++i)
+                if (alive(i)) nodes_[i].poll();
+    }
+
     void sequential_tick() {
-        const auto [i, j] = graph_->random_edge(random_);
+        auto [i, j] = graph_->random_edge(random_);
+        if (!alive(i) || !alive(j)) {
+            // The drawn edge touches a dead node: its live end (if any) interacts with one of
+            // its partners (live neighbours, or the nearest live nodes), drawn by the simulator.
+            if (!alive(i)) std::swap(i, j);
+            if (!alive(i)) {
+                ++ticks_;  // both ends dead: an idle tick
+                return;
+            }
+            const auto partners = nodes_[i].partners();
+            if (partners.empty()) {
+                ++ticks_;
+                return;
+            }
+            j = partners[static_cast<std::size_t>(random_.uniform(partners.size()))];
+        }
         for (std::size_t node : {i, j}) {
             const std::size_t h = options_.node.steps.draw(nodes_[node].random());
             for (std::size_t s = 0; s < h; ++s) local_step(node);
@@ -205,13 +281,14 @@ private:
         const auto it = std::upper_bound(cumulative_speed_.begin(), cumulative_speed_.end(), u);
         const auto i = std::min<std::size_t>(
             static_cast<std::size_t>(it - cumulative_speed_.begin()), nodes_.size() - 1);
-        local_step(i);
+        if (alive(i)) local_step(i);  // a dead node's turn passes (the others keep their pace)
         ++ticks_;
     }
 
     bool any_in_flight() const {
-        return std::any_of(nodes_.begin(), nodes_.end(),
-                           [](const node_type& node) { return node.in_flight() != 0; });
+        for (std::size_t i = 0; i < nodes_.size(); ++i)
+            if (alive(i) && nodes_[i].in_flight() != 0) return true;
+        return false;
     }
 
     std::vector<Model>* models_;
@@ -227,6 +304,7 @@ private:
     std::vector<value_type> gradient_;
     std::vector<double> last_loss_;
     std::uint64_t ticks_ = 0;
+    std::size_t next_kill_ = 0;  // into options_.kills, sorted by tick
 };
 
 }  // namespace swarmsgd

@@ -28,6 +28,7 @@
 #include "agreement.hpp"
 #include "communicator.hpp"
 #include "detail/kernels.hpp"
+#include "detail/live_partners.hpp"
 #include "detail/node_checkpoint.hpp"
 #include "detail/node_core.hpp"
 #include "detail/type_checks.hpp"
@@ -36,6 +37,7 @@
 #include "message.hpp"
 #include "model.hpp"
 #include "node_stats.hpp"
+#include "peer_exclusion.hpp"
 #include "quantizer.hpp"
 #include "quantizers/identity.hpp"
 #include "random.hpp"
@@ -114,6 +116,12 @@ public:
             comm.check_model_size(core_.size);
         core_.sends.set_linger(options_.send_linger);
         core_.distance_guard = options_.distance_guard;
+        if (excluding()) {
+            core_.sends.record_failures(true);
+            excluded_.assign(comm.size(), 0);
+            peer_done_.assign(comm.size(), 0);
+            probes_.assign(comm.size(), probe{});
+        }
         due_ = options_.steps.draw(core_.random);
     }
 
@@ -142,6 +150,40 @@ public:
     }
     /// The quantizer (its adaptive state, e.g. the lattice step, included).
     [[nodiscard]] const Quant& quantizer() const noexcept { return core_.quantizer; }
+
+    // ---- Failed peers (failure_policy::exclude) ----------------------------------------------
+
+    /// The peers this node excluded or learnt were excluded, in the order it learnt it, with
+    /// who decided and why. Empty under failure_policy::fail.
+    [[nodiscard]] const std::vector<peer_exclusion>& exclusions() const noexcept {
+        return exclusions_;
+    }
+    /// Whether `peer` is excluded (always false under failure_policy::fail).
+    [[nodiscard]] bool is_excluded(std::size_t peer) const {
+        return peer < excluded_.size() && excluded_[peer] != 0;
+    }
+    /// The nodes this node picks its partners from now: its neighbours while nothing is
+    /// excluded; then its live neighbours, or, when none is left, the nearest live nodes of the
+    /// topology (detail::live_partners).
+    [[nodiscard]] std::vector<std::size_t> partners() const {
+        if (!exclusions_.empty()) return partners_;
+        std::vector<std::size_t> all(graph_->degree(rank()));
+        for (std::size_t k = 0; k < all.size(); ++k) all[k] = graph_->neighbour(rank(), k);
+        return all;
+    }
+    /// Excludes `peer` now, as if it had not answered within reply_timeout: for a transport or
+    /// driver that knows it is dead (the simulator's kill schedule, a failure detector). Its
+    /// interactions in flight are dropped (node_stats::interactions_lost) and every other node
+    /// is told. Needs failure_policy::exclude (else invalid_argument_error).
+    void exclude_peer(std::size_t peer, const std::string& reason) {
+        detail::require<invalid_argument_error>(
+            excluding(), "node ", rank(), ": exclude_peer(", peer,
+            ") needs failure_policy::exclude; this node uses failure_policy::fail");
+        detail::require<invalid_argument_error>(
+            peer < excluded_.size() && peer != rank(), "node ", rank(), ": exclude_peer(", peer,
+            "): not another node of a swarm of ", excluded_.size());
+        exclude(peer, rank(), reason, true);
+    }
 
     /// When false, after_local_step() never starts an interaction by itself; a driver (the
     /// simulator's sequential model) starts them with initiate().
@@ -181,9 +223,10 @@ public:
     void after_local_step() {
         ++core_.stats.local_steps;
         poll();
-        if (!auto_interact_ || stopping_ || graph_->degree(rank()) == 0) return;
+        if (!auto_interact_ || stopping_) return;
+        if (exclusions_.empty() ? graph_->degree(rank()) == 0 : partners_.empty()) return;
         if (++since_last_ < due_) return;
-        if (initiate(graph_->random_neighbour(rank(), core_.random))) {
+        if (initiate(choose_partner())) {
             since_last_ = 0;
             due_ = options_.steps.draw(core_.random);
         }
@@ -207,13 +250,18 @@ public:
 
     // ---- Interactions -------------------------------------------------------------------------
 
-    /// Starts an interaction with neighbour `peer` now. Returns false (and counts it as
-    /// postponed) when max_in_flight interactions are already in flight. In blocking mode it
-    /// returns once the reply was applied, answering other nodes meanwhile.
+    /// Starts an interaction with neighbour `peer` (or, once neighbours were excluded, one of
+    /// partners()) now. Returns false (and counts it as postponed) when max_in_flight
+    /// interactions are already in flight. In blocking mode it returns once the reply was
+    /// applied, answering other nodes meanwhile.
     bool initiate(std::size_t peer) {
-        detail::require<invalid_argument_error>(peer != rank() && graph_->has_edge(rank(), peer),
-                                                "node ", rank(), " cannot interact with node ",
-                                                peer, ": not a neighbour in ", graph_->name());
+        detail::require<invalid_argument_error>(
+            peer != rank() && (graph_->has_edge(rank(), peer) || is_repaired_partner(peer)),
+            "node ", rank(), " cannot interact with node ", peer, ": not a neighbour in ",
+            graph_->name());
+        detail::require<invalid_argument_error>(!is_excluded(peer), "node ", rank(),
+                                                " cannot interact with node ", peer,
+                                                ": it was excluded");
         if (in_flight_.size() >= options_.max_in_flight) {
             ++core_.stats.postponed;
             return false;
@@ -239,6 +287,7 @@ public:
         credit_own_stall(start);
         while (auto message = core_.comm->try_receive()) handle(std::move(*message));
         check_timeouts();
+        exclude_failed_sends();
         last_poll_ = clock::now();
         core_.stats.seconds_averaging += core_type::seconds_since(start);
     }
@@ -248,19 +297,28 @@ public:
     /// answering until every node has announced. Since a node announces only after all its
     /// requests were answered, no request can arrive after all_done(): no update applied on one
     /// side of a pair is lost. Bounded by reply_timeout and shutdown_timeout.
+    /// Under failure_policy::fail the announcement is the communicator's (announce_done,
+    /// all_done: a non-blocking barrier over MPI). Under failure_policy::exclude it is a `done`
+    /// message to every live node, and the node waits for the live nodes only, probing those
+    /// that have not finished (a ping every reply_timeout / 4; one unanswered for reply_timeout
+    /// is excluded), so a dead node delays finish() by at most reply_timeout.
     void finish() {
         stopping_ = true;
         const auto start = clock::now();
         const auto deadline = start + options_.shutdown_timeout;
         complete_in_flight();
-        core_.comm->announce_done();
-        while (!core_.comm->all_done()) {
-            poll();
-            if (clock::now() > deadline)
-                throw peer_timeout_error(detail::concat(
-                    "node ", rank(), ": not every node finished within shutdown_timeout = ",
-                    options_.shutdown_timeout.count(), " ms"));
-            core_.comm->wait_for_message(std::chrono::milliseconds(2));
+        if (excluding()) {
+            finish_on_survivors(deadline);
+        } else {
+            core_.comm->announce_done();
+            while (!core_.comm->all_done()) {
+                poll();
+                if (clock::now() > deadline)
+                    throw peer_timeout_error(detail::concat(
+                        "node ", rank(), ": not every node finished within shutdown_timeout = ",
+                        options_.shutdown_timeout.count(), " ms"));
+                core_.comm->wait_for_message(std::chrono::milliseconds(2));
+            }
         }
         poll();
         core_.stats.seconds_shutdown += core_type::seconds_since(start);
@@ -305,6 +363,12 @@ private:
         std::size_t peer;
         time_point start;
         initiator_state state;  // the exchange's snapshot(s) of our model
+    };
+
+    /// failure_policy::exclude: the liveness probe of one peer during finish().
+    struct probe {
+        time_point sent = time_point::max();  // the unanswered ping's time; max() when none
+        time_point next{};                    // no new ping before this
     };
 
     /// A served interaction whose fixup is awaited (recovering exchange only).
@@ -355,6 +419,11 @@ private:
         ++core_.stats.messages_received;
         const envelope e = read_envelope(message.bytes, message.source);
         const auto payload = std::span<const std::byte>(message.bytes).subspan(envelope_size);
+        if (is_excluded(e.sender)) {
+            from_excluded(e);
+            core_.spare_bytes.push_back(std::move(message.bytes));
+            return;
+        }
         switch (e.kind) {
             case message_kind::request: serve_request(e, message.bytes); break;
             case message_kind::pull_request:
@@ -372,6 +441,10 @@ private:
                     "node ", rank(), " got a ", to_string(e.kind), " message from node ", e.sender,
                     ": that is a baseline algorithm's message (baselines/), not Swarm SGD's; every "
                     "node must run the same algorithm"));
+            case message_kind::done:
+            case message_kind::excluded:
+            case message_kind::ping:
+            case message_kind::pong: membership(e, payload); break;
         }
         // The exact exchange turns a request's bytes into its reply; other bytes are reused.
         if (!message.bytes.empty()) core_.spare_bytes.push_back(std::move(message.bytes));
@@ -467,6 +540,135 @@ private:
                                      e.interaction, ": ", report.reason));
     }
 
+    // ---- Failed peers ---------------------------------------------------------------------------
+
+    [[nodiscard]] bool excluding() const noexcept {
+        return options_.failure == failure_policy::exclude;
+    }
+
+    [[nodiscard]] bool is_repaired_partner(std::size_t peer) const {
+        return !exclusions_.empty() && std::binary_search(partners_.begin(), partners_.end(), peer);
+    }
+
+    /// A uniformly random partner: a neighbour (the same draw as before any exclusion, so a
+    /// run without failures is unchanged), or one of partners_ once some node is excluded.
+    std::size_t choose_partner() {
+        if (exclusions_.empty()) return graph_->random_neighbour(rank(), core_.random);
+        return partners_[static_cast<std::size_t>(core_.random.uniform(partners_.size()))];
+    }
+
+    /// Drops `peer` (decided by node `by`, for `reason`): its interactions in flight are lost
+    /// (this node's half of each is never applied), it is never chosen again, the partners are
+    /// repaired, and when this node decided (`announce`) every other node, `peer` included, is
+    /// told. Idempotent.
+    void exclude(std::size_t peer, std::size_t by, std::string reason, bool announce) {
+        if (excluded_[peer] != 0) return;
+        excluded_[peer] = 1;
+        ++core_.stats.peers_excluded;
+        for (auto& p : in_flight_)
+            if (p.peer == peer) spare_states_.push_back(std::move(p.state));
+        const auto of_peer = [&](const auto& a) { return a.peer == peer; };
+        core_.stats.interactions_lost +=
+            std::erase_if(in_flight_, of_peer) + std::erase_if(awaiting_fixup_, of_peer);
+        probes_[peer] = probe{};
+        partners_ = detail::live_partners(*graph_, rank(), excluded_);
+        if (announce) {
+            const auto text = std::as_bytes(std::span(reason.data(), reason.size()));
+            for (std::size_t j = 0; j < excluded_.size(); ++j)
+                if (j != rank() && (excluded_[j] == 0 || j == peer))
+                    core_.send(j, message_kind::excluded, peer, nullptr, text);
+        }
+        exclusions_.push_back({peer, by, std::move(reason)});
+    }
+
+    /// failure_policy::exclude: a peer to which the transport failed a send (MPI reports a
+    /// dead process, say) is excluded; repeated until no send fails (announcing may fail too).
+    void exclude_failed_sends() {
+        if (!excluding()) return;
+        for (auto failed = core_.sends.take_failures(); !failed.empty();
+             failed = core_.sends.take_failures())
+            for (auto& [peer, what] : failed)
+                exclude(peer, rank(),
+                        detail::concat("the transport failed a send to node ", peer, ": ", what),
+                        true);
+    }
+
+    /// A message from an excluded node: never applied. A request is answered with a failure
+    /// telling its sender it was excluded (so a node that was only stalled learns it at once).
+    void from_excluded(const envelope& e) {
+        ++core_.stats.messages_ignored;
+        if (e.kind != message_kind::request && e.kind != message_kind::pull_request) return;
+        const auto& x = *std::find_if(exclusions_.begin(), exclusions_.end(),
+                                      [&](const peer_exclusion& r) { return r.peer == e.sender; });
+        const std::string reason =
+            detail::concat("node ", e.sender, " was excluded from the swarm by node ", x.decided_by,
+                           " (", x.reason, "); its request was not served");
+        core_.send(e.sender, message_kind::failure, e.interaction, nullptr,
+                   failure_payload(failure_code::excluded, reason));
+    }
+
+    /// The messages of failure_policy::exclude: done, excluded, ping, pong.
+    void membership(const envelope& e, std::span<const std::byte> payload) {
+        if (!excluding())
+            throw message_error(detail::concat(
+                "node ", rank(), " got a ", to_string(e.kind), " message from node ", e.sender,
+                ": that belongs to failure_policy::exclude, and this node uses "
+                "failure_policy::fail; every node must use the same policy"));
+        switch (e.kind) {
+            case message_kind::done: peer_done_[e.sender] = 1; break;
+            case message_kind::ping:
+                core_.send(e.sender, message_kind::pong, e.interaction, nullptr);
+                break;
+            case message_kind::pong:
+                probes_[e.sender] = {time_point::max(), clock::now() + options_.reply_timeout / 4};
+                break;
+            case message_kind::excluded: {
+                std::string reason(reinterpret_cast<const char*>(payload.data()), payload.size());
+                if (e.interaction == rank())
+                    throw excluded_error(detail::concat(
+                        "node ", rank(), " was excluded from the swarm by node ", e.sender, " (",
+                        reason,
+                        "); it no longer takes part, and no survivor applies what it sends"));
+                detail::require<message_error>(e.interaction < excluded_.size(), "node ", rank(),
+                                               " got an exclusion notice from node ", e.sender,
+                                               " for node ", e.interaction, " but the swarm has ",
+                                               excluded_.size(), " nodes");
+                exclude(static_cast<std::size_t>(e.interaction), e.sender, std::move(reason),
+                        false);
+                break;
+            }
+            default: break;
+        }
+    }
+
+    /// finish() under failure_policy::exclude: `done` to every live node, then serve until
+    /// every other node is done or excluded, probing the ones that are not done.
+    void finish_on_survivors(time_point deadline) {
+        for (std::size_t j = 0; j < excluded_.size(); ++j)
+            if (j != rank() && excluded_[j] == 0) core_.send(j, message_kind::done, 0, nullptr);
+        while (true) {
+            poll();
+            const auto now = clock::now();
+            std::vector<std::size_t> waiting;
+            for (std::size_t j = 0; j < excluded_.size(); ++j) {
+                if (j == rank() || excluded_[j] != 0 || peer_done_[j] != 0) continue;
+                waiting.push_back(j);
+                if (probes_[j].sent == time_point::max() && now >= probes_[j].next) {
+                    core_.send(j, message_kind::ping, 0, nullptr);
+                    probes_[j].sent = now;
+                }
+            }
+            if (waiting.empty()) return;
+            if (now > deadline)
+                throw peer_timeout_error(detail::concat(
+                    "node ", rank(), ": node", waiting.size() > 1 ? "s " : " ",
+                    detail::join(waiting),
+                    " did not finish within shutdown_timeout = ", options_.shutdown_timeout.count(),
+                    " ms (they answer liveness probes: alive, but slower than that)"));
+            core_.comm->wait_for_message(std::chrono::milliseconds(2));
+        }
+    }
+
     // ---- Timeouts -----------------------------------------------------------------------------
 
     /// This node was away longer than reply_timeout since its last poll (stopped, descheduled,
@@ -478,26 +680,37 @@ private:
         if (gap <= options_.reply_timeout) return;
         for (auto& p : in_flight_) p.start += gap;
         for (auto& f : awaiting_fixup_) f.start += gap;
+        for (auto& q : probes_)
+            if (q.sent != time_point::max()) q.sent += gap;
         ++core_.stats.stalls_credited;
     }
 
-    void check_timeouts() const {
+    /// An awaited message that waited longer than reply_timeout: peer_timeout_error under
+    /// failure_policy::fail; under exclude, its peer is excluded (after the scan: exclusion
+    /// edits the lists).
+    void check_timeouts() {
         const auto now = clock::now();
-        for (const auto& p : in_flight_) check_waited(now, p, "reply from", "to");
-        for (const auto& f : awaiting_fixup_) check_waited(now, f, "fixup from", "for");
-    }
-
-    /// peer_timeout_error when an awaited message (`what` its peer, e.g. "reply from")
-    /// waited longer than reply_timeout.
-    template <class Awaited>
-    void check_waited(time_point now, const Awaited& a, const char* what,
-                      const char* relation) const {
-        if (now - a.start <= options_.reply_timeout) return;
-        throw peer_timeout_error(detail::concat(
-            "node ", rank(), ": no ", what, " node ", a.peer, " ", relation, " interaction ", a.id,
-            " after ", std::chrono::duration_cast<std::chrono::milliseconds>(now - a.start).count(),
-            " ms (reply_timeout = ", options_.reply_timeout.count(),
-            " ms); the peer crashed, hung or is far too slow"));
+        std::vector<std::pair<std::size_t, std::string>> silent;
+        const auto overdue = [&](std::size_t peer, time_point since, const auto&... what) {
+            if (now - since <= options_.reply_timeout) return;
+            std::string text = detail::concat(
+                "no ", what..., " after ",
+                std::chrono::duration_cast<std::chrono::milliseconds>(now - since).count(),
+                " ms (reply_timeout = ", options_.reply_timeout.count(), " ms)");
+            if (!excluding())
+                throw peer_timeout_error(detail::concat(
+                    "node ", rank(), ": ", text, "; the peer crashed, hung or is far too slow"));
+            silent.emplace_back(peer, std::move(text));
+        };
+        for (const auto& p : in_flight_)
+            overdue(p.peer, p.start, "reply from node ", p.peer, " to interaction ", p.id);
+        for (const auto& f : awaiting_fixup_)
+            overdue(f.peer, f.start, "fixup from node ", f.peer, " for interaction ", f.id);
+        for (std::size_t j = 0; stopping_ && j < probes_.size(); ++j)  // probes: finish() only
+            if (probes_[j].sent != time_point::max())
+                overdue(j, probes_[j].sent, "answer from node ", j,
+                        " to a liveness probe during shutdown");
+        for (auto& [peer, text] : silent) exclude(peer, rank(), std::move(text), true);
     }
 
     /// Polls (answering others) until this node's own interactions and awaited fixups are
@@ -537,6 +750,14 @@ private:
     std::size_t due_ = 1;
     bool auto_interact_ = true;
     bool stopping_ = false;
+    // failure_policy::exclude only (empty under fail): per rank, whether it is excluded,
+    // whether its `done` arrived, and its liveness probe; what was excluded and why; whom this
+    // node picks partners from once something was excluded (sorted).
+    std::vector<char> excluded_;
+    std::vector<char> peer_done_;
+    std::vector<probe> probes_;
+    std::vector<peer_exclusion> exclusions_;
+    std::vector<std::size_t> partners_;
 };
 
 }  // namespace swarmsgd

@@ -37,20 +37,49 @@ enum class averaging_mode {
     return "unknown";
 }
 
+/// What a node does when a partner stops answering. See docs/algorithm.md, "Failed peers".
+enum class failure_policy {
+    /// A partner that does not answer within reply_timeout (or that refuses an interaction)
+    /// fails this node with peer_timeout_error (or the partner's error): the run stops, and the
+    /// user restarts it, from checkpoints for instance. Default: nothing is ever lost silently.
+    fail,
+    /// A partner that does not answer within reply_timeout, or that the transport or driver
+    /// reports dead (swarm_node::exclude_peer), is dropped: this node tells every other node,
+    /// they all stop choosing it, a node whose neighbours are all gone picks among the nearest
+    /// live nodes of the topology, and finish() completes on the survivors (point-to-point
+    /// "done" messages and liveness probes, no collective). The dropped node's model is lost,
+    /// with the halves of its interactions still in flight (counted in
+    /// node_stats::interactions_lost); a dropped node that comes back is told with
+    /// excluded_error and never changes a survivor's model.
+    exclude,
+};
+
+/// Human-readable name of a failure policy.
+[[nodiscard]] inline const char* to_string(failure_policy p) noexcept {
+    switch (p) {
+        case failure_policy::fail: return "fail";
+        case failure_policy::exclude: return "exclude";
+    }
+    return "unknown";
+}
+
 /// Options of a node.
 struct swarm_options {
     averaging_mode mode = averaging_mode::nonblocking;  ///< how pairs average
+    failure_policy failure = failure_policy::fail;      ///< what a silent partner costs
     local_steps steps = local_steps::fixed(1);          ///< local steps between interactions
     sgd_options sgd;                                    ///< the local optimizer
     /// Own interactions a node may have in flight at once (>= 1). When the limit is reached a
     /// due interaction is postponed to the next local step (counted in stats().postponed).
     std::size_t max_in_flight = 1;
-    /// A partner that has not replied within this time is reported with peer_timeout_error.
+    /// A partner that has not replied within this time is reported with peer_timeout_error
+    /// (failure_policy::fail) or excluded (failure_policy::exclude).
     /// The time counts while this node is running: a gap between two of its polls longer than
     /// reply_timeout (the node itself was stopped, descheduled or stuck) is not charged to the
     /// partner, which gets a full reply_timeout again once this node is back.
     std::chrono::milliseconds reply_timeout{60'000};
-    /// finish() gives up with peer_timeout_error if the other nodes are not all done by then.
+    /// finish() gives up with peer_timeout_error if the other nodes are not all done by then
+    /// (under failure_policy::exclude the error names the live nodes that did not finish).
     std::chrono::milliseconds shutdown_timeout{300'000};
     /// When a node is destroyed (after finish(), or after an error), its sends still in flight
     /// get this long IN TOTAL to complete; the rest are detached (their buffers are kept alive
@@ -72,6 +101,10 @@ struct swarm_options {
     /// Throws invalid_argument_error naming the offending value.
     void validate() const {
         sgd.validate();
+        detail::require<invalid_argument_error>(
+            failure == failure_policy::fail || failure == failure_policy::exclude,
+            "swarm_options: failure = ", static_cast<int>(failure),
+            " is not a failure_policy (fail or exclude)");
         detail::require<invalid_argument_error>(max_in_flight >= 1,
                                                 "swarm_options: max_in_flight = ", max_in_flight,
                                                 "; at least 1 interaction must be allowed");

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -172,6 +173,131 @@ void run_semantics(Harness run, int size, bool& ok) {
             if (rank == 0) std::printf("    %s\n", f.c_str());
         EXPECT(failures.empty());
     }
+}
+
+/// Milliseconds on the monotonic clock, which every process of one machine shares.
+long long monotonic_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+/// Writes `text` to $SWARMSGD_MPI_REPORT_DIR/rank<r> (tests/mpi/expect_survivors.cmake).
+void write_report(const std::string& text) {
+    if (const char* dir = std::getenv("SWARMSGD_MPI_REPORT_DIR")) {
+        const std::string path = std::string(dir) + "/rank" + std::to_string(rank_of());
+        if (std::FILE* f = std::fopen(path.c_str(), "w")) {
+            std::fputs(text.c_str(), f);
+            std::fclose(f);
+        }
+    }
+    std::printf("rank %d: %s", rank_of(), text.c_str());
+    std::fflush(stdout);
+}
+
+/// The chaos scenarios' objective: node i of n pulls towards c_i[k] = 1 + k + 0.05 i / n (data
+/// that differ a little from node to node, as shards of one data set do).
+double chaos_target(std::size_t i, std::size_t n, std::size_t k) {
+    return 1.0 + static_cast<double>(k) + 0.05 * static_cast<double>(i) / static_cast<double>(n);
+}
+
+/// Relative distance of x from the optimum of the objective of the nodes not in `dead`.
+double distance_to_optimum(const std::vector<double>& x, std::size_t n,
+                           const std::vector<std::size_t>& dead) {
+    double num = 0, den = 0;
+    for (std::size_t k = 0; k < x.size(); ++k) {
+        double c = 0, live = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            if (std::find(dead.begin(), dead.end(), i) != dead.end()) continue;
+            c += chaos_target(i, n, k);
+            live += 1;
+        }
+        c /= live;
+        num += (x[k] - c) * (x[k] - c);
+        den += c * c;
+    }
+    return std::sqrt(num / den);
+}
+
+/// failure_policy::exclude under faults (chaos_kill1, chaos_kill2, chaos_stop): a clean run
+/// first (the reference), then the same training where one or two ranks, drawn from
+/// $SWARMSGD_CHAOS_SEED, SIGKILL themselves at a random step, or one rank stops (no MPI) for
+/// 1.5 x reply_timeout. Each rank writes its report (the fault's time; or when it finished,
+/// whom it excluded and its distance to the optimum in both runs; or the error it got), and
+/// tests/mpi/expect_survivors.cmake checks them: no collective can include a dead rank, so
+/// the ranks cannot agree on a verdict themselves. Needs a runtime that keeps the job alive.
+[[noreturn]] void chaos(const std::string& fault) {
+    const int rank = rank_of(), size = size_of();
+    const auto n = static_cast<std::size_t>(size);
+    const char* seed_text = std::getenv("SWARMSGD_CHAOS_SEED");
+    const std::uint64_t seed = seed_text != nullptr ? std::strtoull(seed_text, nullptr, 10) : 1;
+    rng pick(seed, 4242);  // the same draws on every rank
+    std::vector<std::size_t> faulty{1 + static_cast<std::size_t>(pick.uniform(n - 1))};
+    if (fault == "kill2") {
+        std::size_t second = faulty[0];
+        while (second == faulty[0]) second = 1 + static_cast<std::size_t>(pick.uniform(n - 1));
+        faulty.push_back(second);
+    }
+    constexpr std::size_t steps = 600, dim = 8;
+    const std::size_t fault_step = 300 + static_cast<std::size_t>(pick.uniform(200));
+    const bool is_faulty =
+        std::find(faulty.begin(), faulty.end(), static_cast<std::size_t>(rank)) != faulty.end();
+
+    swarm_options o;
+    o.sgd.learning_rate = 0.02;
+    o.failure = failure_policy::exclude;
+    o.reply_timeout = std::chrono::milliseconds(1500);
+    o.shutdown_timeout = std::chrono::seconds(60);
+    o.send_linger = std::chrono::milliseconds(300);
+    o.seed = seed;
+    const auto g = topology::ring(n);
+    long long fault_at = 0;
+    const auto run = [&](bool with_fault) {
+        mpi_communicator comm;
+        std::vector<double> model(dim, 0.0), grad(dim);
+        swarm_node node(model, comm, g, o);
+        for (std::size_t s = 0; s < steps; ++s) {
+            for (std::size_t k = 0; k < dim; ++k)
+                grad[k] = model[k] - chaos_target(comm.rank(), n, k);
+            node.apply_gradient(grad);
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            if (with_fault && is_faulty && s == fault_step) {
+                fault_at = monotonic_ms();
+                if (fault != "stop") {
+                    write_report(detail::concat("fault_at_ms=", fault_at, " killed\n"));
+                    std::raise(SIGKILL);
+                }
+                std::this_thread::sleep_for(o.reply_timeout * 3 / 2);  // stopped: no MPI
+            }
+            node.after_local_step();
+        }
+        node.finish();
+        std::vector<std::size_t> named;
+        for (const auto& x : node.exclusions()) named.push_back(x.peer);
+        std::sort(named.begin(), named.end());
+        return std::pair{model, named};
+    };
+    const auto clean = run(false);
+    MPI_Barrier(MPI_COMM_WORLD);  // the last collective: after it, ranks may die
+    const double clean_error = distance_to_optimum(clean.first, n, {});
+    try {
+        const auto faulted = run(true);
+        // The survivors' accuracy: their distance to the optimum of the survivors' objective,
+        // against the clean run's distance to the whole swarm's; within 0.01 (the goal's "1
+        // point").
+        const double error = distance_to_optimum(faulted.first, n, faulty);
+        write_report(detail::concat("fault_at_ms=", fault_at, " finished_at_ms=", monotonic_ms(),
+                                    " excluded=", detail::join(faulted.second),
+                                    " clean_error=", clean_error, " error=", error,
+                                    " accuracy_ok=", error <= clean_error + 0.01 ? 1 : 0, "\n"));
+    } catch (const std::exception& e) {
+        const bool told = dynamic_cast<const excluded_error*>(&e) != nullptr;
+        write_report(detail::concat("fault_at_ms=", fault_at, " ", told ? "told" : "error",
+                                    "_at_ms=", monotonic_ms(), " what=", e.what(), "\n"));
+    }
+    // MPI_Finalize would wait for the dead ranks (Open MPI's finalize synchronizes with every
+    // process of the job), so the survivors leave without it once their report is written.
+    std::_Exit(0);
 }
 
 bool scenario(const std::string& name) {
@@ -402,6 +528,8 @@ bool scenario(const std::string& name) {
             EXPECT(m.has_value());
         }
         MPI_Barrier(MPI_COMM_WORLD);
+    } else if (name.rfind("chaos_", 0) == 0) {
+        chaos(name.substr(6));
     } else if (name == "hang") {
         // The last rank stops answering (hung, not dead): the others must raise
         // peer_timeout_error naming it within reply_timeout, never wait forever.

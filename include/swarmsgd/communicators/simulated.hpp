@@ -43,6 +43,28 @@ public:
     /// Whether node `rank` has a message waiting in its inbox.
     [[nodiscard]] bool has_message(std::size_t rank) const { return inboxes_.has_message(rank); }
 
+    /// Cuts node `rank` off, as a crash would: the messages waiting in its inbox or in transit
+    /// to it are dropped, and so is every message sent to it from now on. Messages it sent
+    /// before stay in transit (they were on the wire). Idempotent.
+    void disconnect(std::size_t rank) {
+        detail::require<invalid_argument_error>(rank < size(), "simulated_network: disconnect(",
+                                                rank, ") but n = ", size());
+        if (disconnected_.empty()) disconnected_.assign(size(), 0);
+        disconnected_[rank] = 1;
+        while (inboxes_.pop(rank)) ++dropped_;
+        std::erase_if(in_transit_, [&](const auto& m) {
+            const bool to_it = m.second.first == rank;
+            dropped_ += to_it ? 1 : 0;
+            return to_it;
+        });
+    }
+    /// Whether disconnect(rank) was called.
+    [[nodiscard]] bool disconnected(std::size_t rank) const {
+        return !disconnected_.empty() && disconnected_.at(rank) != 0;
+    }
+    /// Messages dropped because their receiver was disconnected.
+    [[nodiscard]] std::uint64_t dropped() const noexcept { return dropped_; }
+
     /// Advances the clock to `tick` and delivers every message due by then.
     void advance_to(std::uint64_t tick) {
         now_ = tick > now_ ? tick : now_;
@@ -59,6 +81,10 @@ public:
 private:
     friend class endpoint;
     void post(std::size_t source, std::size_t dest, std::vector<std::byte> bytes) {
+        if (disconnected(dest)) {
+            ++dropped_;
+            return;
+        }
         const std::uint64_t delay =
             min_delay_ +
             (max_delay_ > min_delay_ ? random_.uniform(max_delay_ - min_delay_ + 1) : 0);
@@ -78,6 +104,8 @@ private:
     rng random_;
     std::uint64_t now_ = 0;
     std::uint64_t sequence_ = 0;
+    std::vector<char> disconnected_;  // per rank once disconnect() was called, else empty
+    std::uint64_t dropped_ = 0;
 };
 
 /// One node's view of a simulated_network; satisfies swarmsgd::communicator.

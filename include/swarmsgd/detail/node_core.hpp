@@ -118,7 +118,7 @@ struct node_core {
                                static_cast<std::uint32_t>(bytes.size() - envelope_size), flags});
         stats.bytes_sent += bytes.size();
         ++stats.messages_sent;
-        sends.add(comm->isend(peer, std::move(bytes)));
+        sends.add(peer, [&] { return comm->isend(peer, std::move(bytes)); });
     }
 
     /// Decodes a model payload of a `kind` message from `peer` against `reference` into `out`,

@@ -5,6 +5,9 @@
 
 #include <chrono>
 #include <concepts>
+#include <cstddef>
+#include <exception>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -24,6 +27,8 @@ public:
             release();
             requests_ = std::move(o.requests_);
             linger_ = o.linger_;
+            record_failures_ = o.record_failures_;
+            failures_ = std::move(o.failures_);
         }
         return *this;
     }
@@ -33,10 +38,35 @@ public:
     /// The total time release() gives the sends in flight.
     void set_linger(std::chrono::nanoseconds linger) noexcept { linger_ = linger; }
 
-    /// Keeps `r` unless it has completed, and forgets every send that has.
-    void add(Request r) {
-        if (!r.test()) requests_.push_back(std::move(r));
-        std::erase_if(requests_, [](Request& q) { return q.test(); });
+    /// When on (failure_policy::exclude), a send the transport fails (start() or a request's
+    /// test() throws) is recorded with its peer for failures() instead of thrown.
+    void record_failures(bool on) noexcept { record_failures_ = on; }
+
+    /// Starts a send to `peer` (`start()` returns its request), keeps it unless it has
+    /// completed, and forgets every send that has.
+    template <class Start>
+    void add(std::size_t peer, Start&& start) {
+        try {
+            entry e{peer, start()};
+            if (!e.request.test()) requests_.push_back(std::move(e));
+        } catch (const std::exception& x) {
+            if (!record_failures_) throw;
+            failures_.emplace_back(peer, x.what());
+        }
+        std::erase_if(requests_, [&](entry& q) {
+            try {
+                return q.request.test();
+            } catch (const std::exception& x) {
+                if (!record_failures_) throw;
+                failures_.emplace_back(q.peer, x.what());
+                return true;  // the transport gave up on it
+            }
+        });
+    }
+
+    /// The sends the transport failed since the last call (peer, the transport's message).
+    [[nodiscard]] std::vector<std::pair<std::size_t, std::string>> take_failures() {
+        return std::exchange(failures_, {});
     }
 
     /// Waits for the sends in flight until the linger has passed IN TOTAL, then detaches the
@@ -51,7 +81,8 @@ public:
                       }) {
             using clock = std::chrono::steady_clock;
             const auto deadline = clock::now() + linger_;
-            for (auto& r : requests_) {
+            for (auto& e : requests_) {
+                auto& r = e.request;
                 try {
                     const auto left = deadline - clock::now();
                     if (left > clock::duration::zero() && r.wait(left)) continue;
@@ -64,8 +95,14 @@ public:
     }
 
 private:
-    std::vector<Request> requests_;
+    struct entry {
+        std::size_t peer;
+        Request request;
+    };
+    std::vector<entry> requests_;
     std::chrono::nanoseconds linger_{std::chrono::seconds(1)};
+    bool record_failures_ = false;
+    std::vector<std::pair<std::size_t, std::string>> failures_;
 };
 
 }  // namespace swarmsgd::detail

@@ -1,0 +1,73 @@
+# Runs an MPI job in which some ranks fail (failure_policy::exclude, the "chaos_*" scenarios of
+# test_mpi_swarm) and checks what every rank wrote to $REPORT_DIR/rank<r>: the survivors cannot
+# agree on a verdict themselves (no collective may include a dead rank).
+#   cmake -DREPORT_DIR=<dir> -DRANKS=<n> -DFAULT=<kill|stop> -DREPLY_TIMEOUT_MS=<ms>
+#         -DCOMMAND=<;-list> -P expect_survivors.cmake
+# Checks: every rank reported; the faulty ranks are the ones with a fault time (a killed rank
+# before it died, a stopped one with the excluded_error it got when it came back); every
+# survivor finished, excluded exactly the faulty ranks (no live rank is blamed), ended
+# finish() within reply_timeout + 2 s of the first fault, and reached the clean run's
+# accuracy (accuracy_ok=1).
+cmake_minimum_required(VERSION 3.16)  # IN_LIST
+file(REMOVE_RECURSE "${REPORT_DIR}")
+file(MAKE_DIRECTORY "${REPORT_DIR}")
+set(ENV{SWARMSGD_MPI_REPORT_DIR} "${REPORT_DIR}")
+execute_process(COMMAND ${COMMAND} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err
+                TIMEOUT 100)
+message("${out}${err}")
+message("job status: ${status}")
+if(status MATCHES "timeout")
+    message(FATAL_ERROR "the job hung (no end within 100 s)")
+endif()
+
+math(EXPR last "${RANKS} - 1")
+set(faulty "")
+set(first_fault "")
+foreach(r RANGE ${last})
+    set(path "${REPORT_DIR}/rank${r}")
+    if(NOT EXISTS "${path}")
+        message(FATAL_ERROR "rank ${r} wrote no report")
+    endif()
+    file(READ "${path}" text_${r})
+    message("rank ${r}: ${text_${r}}")
+    string(REGEX MATCH "fault_at_ms=([0-9]+)" _ "${text_${r}}")
+    if(NOT CMAKE_MATCH_1 STREQUAL "0")
+        list(APPEND faulty ${r})
+        if(first_fault STREQUAL "" OR CMAKE_MATCH_1 LESS first_fault)
+            set(first_fault ${CMAKE_MATCH_1})
+        endif()
+        if(FAULT STREQUAL "stop" AND NOT text_${r} MATCHES "told_at_ms=.*was excluded from the swarm")
+            message(FATAL_ERROR "stopped rank ${r} was not told it was excluded")
+        endif()
+    endif()
+endforeach()
+if(faulty STREQUAL "")
+    message(FATAL_ERROR "no rank reported a fault")
+endif()
+list(JOIN faulty ", " expected)
+math(EXPR bound "${REPLY_TIMEOUT_MS} + 2000")
+set(slowest 0)
+foreach(r RANGE ${last})
+    if(r IN_LIST faulty)
+        continue()
+    endif()
+    if(NOT text_${r} MATCHES "finished_at_ms=([0-9]+) excluded=([0-9, ]*) ")
+        message(FATAL_ERROR "survivor rank ${r} did not finish")
+    endif()
+    set(finished ${CMAKE_MATCH_1})
+    set(named "${CMAKE_MATCH_2}")
+    if(NOT named STREQUAL expected)
+        message(FATAL_ERROR "survivor rank ${r} excluded '${named}', expected '${expected}'")
+    endif()
+    math(EXPR after "${finished} - ${first_fault}")
+    if(after GREATER slowest)
+        set(slowest ${after})
+    endif()
+    if(after GREATER bound)
+        message(FATAL_ERROR "survivor rank ${r} finished ${after} ms after the fault (bound ${bound} ms)")
+    endif()
+    if(NOT text_${r} MATCHES "accuracy_ok=1")
+        message(FATAL_ERROR "survivor rank ${r} missed the clean run's accuracy")
+    endif()
+endforeach()
+message("survivors: all finished, named exactly ${expected}, the last ${slowest} ms after the fault (bound ${bound} ms)")
