@@ -31,6 +31,10 @@ struct config {
     std::string mode = "nonblocking";
     std::uint64_t seed = 1;
     std::string data;
+    std::size_t checkpoint_every = 0;            ///< local steps between checkpoints (0: none)
+    std::string checkpoint_dir = "checkpoints";  ///< node<i>.ckpt go here
+    bool resume = false;                         ///< restore every node from checkpoint_dir
+    std::string failure = "fail";                ///< swarm_options::failure (in-process demo)
 };
 
 [[noreturn]] inline void usage(const char* why) {
@@ -38,7 +42,8 @@ struct config {
                  "error: %s\nusage: fashion_mnist_swarm [--nodes N] [--epochs E] [--hidden H] "
                  "[--batch B] [--lr R] [--momentum M] [--H STEPS] [--geometric] [--topology "
                  "ring|complete|torus|hypercube] [--mode nonblocking|blocking|pull] [--seed S] "
-                 "[--data DIR]\n",
+                 "[--data DIR] [--checkpoint-every STEPS] [--checkpoint-dir DIR] [--resume] "
+                 "[--failure fail|exclude]\n",
                  why);
     std::exit(2);
 }
@@ -71,6 +76,14 @@ inline config parse(int argc, char** argv) try {
             c.seed = static_cast<std::uint64_t>(args.whole_number(0, 9007199254740992.0));
         else if (args.is("--data"))
             c.data = args.value();
+        else if (args.is("--checkpoint-every"))
+            c.checkpoint_every = static_cast<std::size_t>(args.whole_number(1, 1e12));
+        else if (args.is("--checkpoint-dir"))
+            c.checkpoint_dir = args.value();
+        else if (args.is("--resume"))
+            c.resume = true;
+        else if (args.is("--failure"))
+            c.failure = args.choice({"fail", "exclude"});
         else if (args.is("--help") || args.is("-h"))
             usage("help requested");
         else
@@ -145,11 +158,18 @@ inline swarmsgd::swarm_options make_options(const config& c, std::size_t steps) 
     options.sgd.learning_rate = c.lr;
     options.sgd.momentum = c.momentum;
     options.seed = c.seed;
+    options.failure =
+        c.failure == "exclude" ? swarmsgd::failure_policy::exclude : swarmsgd::failure_policy::fail;
     options.sgd.schedule = [steps](std::size_t t, double base) {
         const double progress = static_cast<double>(t) / static_cast<double>(steps);
         return base * 0.5 * (1 + std::cos(3.141592653589793 * std::min(progress, 1.0)));
     };
     return options;
+}
+
+/// The checkpoints of --checkpoint-every, --checkpoint-dir and --resume.
+inline swarmsgd::checkpoint_schedule make_checkpoints(const config& c) {
+    return {c.checkpoint_dir, c.checkpoint_every, c.resume};
 }
 
 inline std::string human_bytes(double b) {

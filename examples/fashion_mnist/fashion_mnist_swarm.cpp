@@ -6,6 +6,10 @@
 //   fashion_mnist_swarm [--nodes 8] [--epochs 10] [--hidden 128] [--batch 64] [--lr 0.1]
 //                       [--momentum 0.9] [--H 2] [--geometric] [--topology ring|complete|torus|
 //                       hypercube] [--mode nonblocking|blocking|pull] [--seed 1] [--data DIR]
+//                       [--checkpoint-every STEPS] [--checkpoint-dir checkpoints] [--resume]
+//                       [--failure fail|exclude]
+// --checkpoint-every saves every node's whole state (checkpoint-dir/node<i>.ckpt) every STEPS
+// local steps; --resume restores them and trains the steps each node had left.
 #include <swarmsgd/eigen.hpp>
 #include <swarmsgd/swarmsgd.hpp>
 
@@ -75,8 +79,10 @@ int main(int argc, char** argv) try {
             100 * stats.seconds_averaging / std::max(elapsed, 1e-9), eta, tty ? "   " : "\n");
         std::fflush(stdout);
     };
+    if (c.resume) std::printf("Resuming every node from %s\n", c.checkpoint_dir.c_str());
     const auto report = swarmsgd::run_in_process(models, graph, problem, steps_per_node, options,
-                                                 swarmsgd::identity_quantizer<float>{}, progress);
+                                                 swarmsgd::identity_quantizer<float>{}, progress,
+                                                 make_checkpoints(c));
     if (tty) std::printf("\n");
 
     const auto mean = swarmsgd::mean_model(models);
@@ -95,6 +101,9 @@ int main(int argc, char** argv) try {
         static_cast<double>(total.interactions_completed) /
             static_cast<double>(std::max<std::uint64_t>(total.local_steps, 1)),
         static_cast<unsigned long long>(total.postponed), report.consensus_distance);
+    for (const auto& f : report.failures)
+        std::printf("Node %zu failed and was excluded; the others trained on: %s\n", f.node,
+                    f.what.c_str());
     std::printf("Averaging share of time: %.2f%%; bytes sent: %s (%s per node)\n",
                 100 * report.averaging_share(), human_bytes(double(total.bytes_sent)).c_str(),
                 human_bytes(double(total.bytes_sent) / double(c.nodes)).c_str());

@@ -1,12 +1,16 @@
 // The Fashion-MNIST demo with one Swarm SGD node per MPI rank (any MPI library):
 //   mpiexec -n 4 ./fashion_mnist_swarm_mpi [--epochs 10] [--hidden 128] [--H 2] ...
 // (Open MPI as root: add --allow-run-as-root; more ranks than cores: --oversubscribe.)
-// Same options as fashion_mnist_swarm, except --nodes: the number of ranks is the swarm size.
+// Same options as fashion_mnist_swarm, except --nodes: the number of ranks is the swarm size,
+// and --failure: this demo ends with collectives (the mean model), which a dead rank would
+// hang, so it keeps failure_policy::fail (see docs/mpi.md, "Faults", for a job that trains on).
+// --checkpoint-every / --resume: each rank saves and restores its own checkpoint-dir/node<r>.ckpt.
 #include <swarmsgd/communicators/mpi.hpp>
 #include <swarmsgd/swarmsgd.hpp>
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <vector>
 
 #include "../common/mpi_reductions.hpp"
@@ -34,6 +38,10 @@ int main(int argc, char** argv) {
         const auto graph = make_topology(c.topology, c.nodes);
         const std::size_t steps = steps_per_node(c, train.count);
         const auto options = make_options(c, steps);
+        if (c.failure != "fail")
+            throw swarmsgd::invalid_argument_error(
+                "--failure " + c.failure +
+                " is for the in-process demo; this one ends with collectives");
         if (rank == 0)
             std::printf(
                 "Swarm SGD: %zu MPI ranks on %s, %s averaging, H = %s, MLP 784-%zu-10, "
@@ -44,12 +52,23 @@ int main(int argc, char** argv) {
         // This rank's shard only (shard_problem keeps one per node: build it for all, use ours).
         shard_problem problem(train, layout, c.nodes, c.batch, c.seed);
         swarmsgd::swarm_node node(model, comm, graph, options);
+        const auto checkpoints = make_checkpoints(c);
+        std::size_t first = 0;
+        if (c.resume) {  // this rank's own file; it goes on from the step it had reached
+            node.restore_checkpoint(checkpoints.file(comm.rank()));
+            first = static_cast<std::size_t>(node.stats().local_steps);
+            if (rank == 0)
+                std::printf("Resumed from %s at step %zu\n", c.checkpoint_dir.c_str(), first);
+        }
+        if (c.checkpoint_every != 0) std::filesystem::create_directories(checkpoints.dir);
         swarmsgd::rng data(c.seed, c.nodes + comm.rank());
         const auto start = std::chrono::steady_clock::now();
-        for (std::size_t s = 0; s < steps; ++s) {
+        for (std::size_t s = first; s < steps; ++s) {
             const double loss = problem.gradient(comm.rank(), model, grad, data);
             node.apply_gradient(grad);
             node.after_local_step();
+            if (c.checkpoint_every != 0 && (s + 1) % c.checkpoint_every == 0)
+                node.save_checkpoint(checkpoints.file(comm.rank()));
             if (rank == 0 && (s + 1) % std::max<std::size_t>(steps / 10, 1) == 0) {
                 const double elapsed =
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

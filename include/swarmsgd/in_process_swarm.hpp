@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <filesystem>
 #include <mutex>
 #include <span>
 #include <string>
@@ -57,6 +58,22 @@ struct swarm_report {
     }
 };
 
+/// Checkpoints taken by the threaded drivers (run_nodes_in_process): node i saves
+/// `dir/node<i>.ckpt` (swarm_node::save_checkpoint) after every `every` local steps, each on
+/// its own schedule, with no global round; with `resume`, node i first restores that file and
+/// trains only the steps it had left (its node_stats::local_steps says where it stopped).
+struct checkpoint_schedule {
+    std::filesystem::path dir;  ///< where the files go (created if needed)
+    std::size_t every = 0;      ///< local steps between saves; 0: never save
+    bool resume = false;        ///< restore each node from `dir` before training
+    /// Whether it does anything.
+    [[nodiscard]] bool active() const noexcept { return every != 0 || resume; }
+    /// Node i's file.
+    [[nodiscard]] std::filesystem::path file(std::size_t i) const {
+        return dir / ("node" + std::to_string(i) + ".ckpt");
+    }
+};
+
 /// A callback that does nothing (the default of run_in_process).
 struct no_step_callback {
     /// Ignores the step.
@@ -74,12 +91,15 @@ struct no_step_callback {
 /// the first error is rethrown here, not the aborts it caused; except a node whose
 /// `options().failure` is failure_policy::exclude: the others then go on without it, and its
 /// error is listed in swarm_report::failures (rethrown only when no node finished). `seed`
-/// seeds node i's data stream rng(seed, n + i).
+/// seeds node i's data stream rng(seed, n + i). `checkpoints` saves and resumes each node (a
+/// node type with save_checkpoint/restore_checkpoint, as swarm_node over host models; else
+/// invalid_argument_error); `on_step` then sees the steps from where the node resumed.
 template <thread_world World, class Model, class Problem, class MakeNode,
           class OnStep = no_step_callback>
 swarm_report run_nodes_in_process(World& world, std::vector<Model>& models, Problem& problem,
                                   std::span<const std::size_t> steps, std::uint64_t seed,
-                                  MakeNode make_node, OnStep on_step = OnStep{}) {
+                                  MakeNode make_node, OnStep on_step = OnStep{},
+                                  const checkpoint_schedule& checkpoints = {}) {
     static_assert(detail::check_model<Model>());
     using value_type = model_value_t<Model>;
     using detail::require;
@@ -120,14 +140,37 @@ swarm_report run_nodes_in_process(World& world, std::vector<Model>& models, Prob
                     if constexpr (requires { node.options().failure; })
                         survivable[i] = node.options().failure == failure_policy::exclude;
                     try {
+                        std::size_t first = 0;
+                        if constexpr (requires(const std::filesystem::path& p) {
+                                          node.save_checkpoint(p);
+                                          node.restore_checkpoint(p);
+                                      }) {
+                            if (checkpoints.resume) {
+                                node.restore_checkpoint(checkpoints.file(i));
+                                first = static_cast<std::size_t>(node.stats().local_steps);
+                            }
+                            if (checkpoints.every != 0)
+                                std::filesystem::create_directories(checkpoints.dir);
+                        } else {
+                            detail::require<invalid_argument_error>(
+                                !checkpoints.active(), "run_in_process: node ", i,
+                                " cannot save or restore checkpoints (no save_checkpoint / "
+                                "restore_checkpoint: a baseline, or a system model)");
+                        }
                         rng data_random(seed, n + i);
                         std::vector<value_type> grad(size);
-                        for (std::size_t s = 0; s < steps[i]; ++s) {
+                        for (std::size_t s = first; s < steps[i]; ++s) {
                             const double loss =
                                 problem.gradient(i, static_cast<const Model&>(models[i]),
                                                  std::span<value_type>(grad), data_random);
                             node.step(std::span<const value_type>(grad));
                             on_step(i, s, loss, node.stats());
+                            if constexpr (requires(const std::filesystem::path& p) {
+                                              node.save_checkpoint(p);
+                                          }) {
+                                if (checkpoints.every != 0 && (s + 1) % checkpoints.every == 0)
+                                    node.save_checkpoint(checkpoints.file(i));
+                            }
                         }
                         node.finish();
                     } catch (...) {
@@ -194,12 +237,13 @@ swarm_report run_nodes_in_process(World& world, std::vector<Model>& models, Prob
 template <class Model, class Problem, class MakeNode, class OnStep = no_step_callback>
 swarm_report run_nodes_in_process(std::vector<Model>& models, Problem& problem,
                                   std::span<const std::size_t> steps, std::uint64_t seed,
-                                  MakeNode make_node, OnStep on_step = OnStep{}) {
+                                  MakeNode make_node, OnStep on_step = OnStep{},
+                                  const checkpoint_schedule& checkpoints = {}) {
     static_assert(detail::check_model<Model>());
     detail::require<invalid_argument_error>(!models.empty(), "run_in_process: no models (n = 0)");
     in_process_world world(models.size());
     return run_nodes_in_process(world, models, problem, steps, seed, std::move(make_node),
-                                std::move(on_step));
+                                std::move(on_step), checkpoints);
 }
 
 /// Trains `models[i]` on node i with `steps[i]` local steps, one thread per node, over the
@@ -207,14 +251,16 @@ swarm_report run_nodes_in_process(std::vector<Model>& models, Problem& problem,
 /// in_process_world's endpoints), until every node has finished and the shutdown protocol
 /// completed. `on_step(node, step, loss, stats)` is called after each local step from that
 /// node's thread (print progress from node 0, say). If a node throws, the others are stopped
-/// and the first error is rethrown here.
+/// and the first error is rethrown here (under failure_policy::fail; see run_nodes_in_process
+/// for exclude). `checkpoints`: save every N local steps and resume (checkpoint_schedule).
 template <thread_world World, class Model, class Problem,
           class Quant = typename detail::default_quantizer<Model>::type,
           class OnStep = no_step_callback>
 swarm_report run_in_process(World& world, std::vector<Model>& models, const topology& graph,
                             Problem& problem, std::span<const std::size_t> steps,
                             const swarm_options& options, Quant quantizer = Quant{},
-                            OnStep on_step = OnStep{}) {
+                            OnStep on_step = OnStep{},
+                            const checkpoint_schedule& checkpoints = {}) {
     static_assert(detail::check_model<Model>());
     static_assert(detail::check_quantizer<Model, Quant>());
     // The generic driver checks n and the sizes; the topology is swarm_node's concern, but is
@@ -230,7 +276,7 @@ swarm_report run_in_process(World& world, std::vector<Model>& models, const topo
             using comm_type = std::remove_reference_t<decltype(comm)>;
             return swarm_node<Model, comm_type, Quant>(model, comm, graph, options, quantizer);
         },
-        std::move(on_step));
+        std::move(on_step), checkpoints);
 }
 
 /// The same over a fresh in_process_world of `models.size()` nodes (the embedded default).
@@ -238,12 +284,13 @@ template <class Model, class Problem, class Quant = typename detail::default_qua
           class OnStep = no_step_callback>
 swarm_report run_in_process(std::vector<Model>& models, const topology& graph, Problem& problem,
                             std::span<const std::size_t> steps, const swarm_options& options,
-                            Quant quantizer = Quant{}, OnStep on_step = OnStep{}) {
+                            Quant quantizer = Quant{}, OnStep on_step = OnStep{},
+                            const checkpoint_schedule& checkpoints = {}) {
     static_assert(detail::check_model<Model>());
     detail::require<invalid_argument_error>(!models.empty(), "run_in_process: no models (n = 0)");
     in_process_world world(models.size());
     return run_in_process(world, models, graph, problem, steps, options, std::move(quantizer),
-                          std::move(on_step));
+                          std::move(on_step), checkpoints);
 }
 
 /// Same, over `world`, with the same number of local steps on every node.
@@ -265,11 +312,12 @@ template <class Model, class Problem, class Quant = typename detail::default_qua
           class OnStep = no_step_callback>
 swarm_report run_in_process(std::vector<Model>& models, const topology& graph, Problem& problem,
                             std::size_t steps_per_node, const swarm_options& options,
-                            Quant quantizer = Quant{}, OnStep on_step = OnStep{}) {
+                            Quant quantizer = Quant{}, OnStep on_step = OnStep{},
+                            const checkpoint_schedule& checkpoints = {}) {
     static_assert(detail::check_model<Model>());
     const std::vector<std::size_t> steps(models.size(), steps_per_node);
     return run_in_process(models, graph, problem, std::span<const std::size_t>(steps), options,
-                          std::move(quantizer), std::move(on_step));
+                          std::move(quantizer), std::move(on_step), checkpoints);
 }
 
 }  // namespace swarmsgd

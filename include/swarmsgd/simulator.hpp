@@ -12,13 +12,16 @@
 /// Same seed, same options: bit-identical models.
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "checkpoint.hpp"
 #include "communicators/simulated.hpp"
 #include "consensus.hpp"
 #include "detail/type_checks.hpp"
@@ -184,6 +187,82 @@ public:
         }
     }
 
+    /// Saves the whole simulation into directory `dir` (created if needed): `node<i>.ckpt` for
+    /// every node (swarm_node::save_checkpoint: model, optimizer, streams, counters, quantizer
+    /// state, exclusions) and `simulator.ckpt` (the tick, the simulator's, the network's and
+    /// the data streams, the last losses, the kills done), each written atomically. In the
+    /// asynchronous schedule the messages in transit are first delivered (the clock advances
+    /// as in drain(), and no interaction starts meanwhile), so a run that saves differs from
+    /// one that does not; a run restored from the checkpoint continues bit for bit like the
+    /// run that saved it. Host models.
+    void save_checkpoint(const std::filesystem::path& dir) requires node_type::memory_type::host {
+        quiesce();
+        std::filesystem::create_directories(dir);
+        for (std::size_t i = 0; i < nodes_.size(); ++i)
+            nodes_[i].save_checkpoint(node_file(dir, i));
+        detail::checkpoint_writer w;
+        w.put<std::uint64_t>(nodes_.size());
+        w.put<std::uint64_t>(static_cast<std::uint64_t>(options_.schedule));
+        w.put<std::uint64_t>(ticks_);
+        w.put<std::uint64_t>(next_kill_);
+        for (const auto word : random_.state()) w.put<std::uint64_t>(word);
+        for (const auto& r : data_random_)
+            for (const auto word : r.state()) w.put<std::uint64_t>(word);
+        w.put_values<double>(last_loss_);
+        network_.save_state(w);
+        detail::write_checkpoint_file(dir / "simulator.ckpt", w.bytes());
+    }
+
+    /// Restores a simulation saved by save_checkpoint into a fresh simulator built with the same
+    /// models' sizes, graph, problem, options (kills included) and quantizer. A missing,
+    /// truncated, corrupt or foreign file is a checkpoint_error naming it and the mismatch;
+    /// simulator.ckpt is checked first, then each node's file, and a node's restore changes
+    /// nothing on error, but after an error in node i's file, nodes 0..i-1 are already
+    /// restored: build a new simulator. Host models.
+    void restore_checkpoint(
+        const std::filesystem::path& dir) requires node_type::memory_type::host {
+        detail::require<invalid_argument_error>(ticks_ == 0, "simulator: restore_checkpoint after ",
+                                                ticks_,
+                                                " ticks; restore into a freshly built simulator");
+        const auto path = dir / "simulator.ckpt";
+        const std::vector<std::byte> body = detail::read_checkpoint_file(path);
+        detail::checkpoint_reader r(body, path.string());
+        const auto expect = [&](const char* what, std::uint64_t found, std::uint64_t mine) {
+            if (found != mine)
+                throw checkpoint_error(detail::concat("checkpoint ", r.path(), ": ", what, " is ",
+                                                      found, ", this simulator's is ", mine));
+        };
+        expect("the number of nodes", r.get<std::uint64_t>("the number of nodes"), nodes_.size());
+        expect("the schedule", r.get<std::uint64_t>("the schedule"),
+               static_cast<std::uint64_t>(options_.schedule));
+        const auto ticks = r.get<std::uint64_t>("the tick");
+        const auto next_kill = r.get<std::uint64_t>("the kills done");
+        if (next_kill > options_.kills.size())
+            throw checkpoint_error(detail::concat("checkpoint ", r.path(), ": ", next_kill,
+                                                  " kills done, but this simulator schedules ",
+                                                  options_.kills.size()));
+        const auto stream = [&](const char* what) {
+            std::array<std::uint64_t, 4> words{};
+            for (auto& word : words) word = r.get<std::uint64_t>(what);
+            return words;
+        };
+        const auto simulator_stream = stream("the simulator's stream");
+        std::vector<std::array<std::uint64_t, 4>> data_streams;
+        for (std::size_t i = 0; i < nodes_.size(); ++i)
+            data_streams.push_back(stream("a data stream"));
+        auto losses = r.get_values<double>("the last losses", nodes_.size());
+        const auto network = network_.read_state(r);
+        r.expect_end();
+        for (std::size_t i = 0; i < nodes_.size(); ++i)
+            nodes_[i].restore_checkpoint(node_file(dir, i));
+        ticks_ = ticks;
+        next_kill_ = static_cast<std::size_t>(next_kill);
+        random_.set_state(simulator_stream);
+        for (std::size_t i = 0; i < nodes_.size(); ++i) data_random_[i].set_state(data_streams[i]);
+        last_loss_ = std::move(losses);
+        network_.set_state(network);
+    }
+
     /// Whether node i is alive (not killed yet).
     [[nodiscard]] bool alive(std::size_t i) const { return !network_.disconnected(i); }
     /// The network (messages in transit, dropped ones).
@@ -224,10 +303,28 @@ private:
         nodes_[i].after_local_step();
     }
 
+    static std::filesystem::path node_file(const std::filesystem::path& dir, std::size_t i) {
+        return dir / ("node" + std::to_string(i) + ".ckpt");
+    }
+
+    /// Delivers every message in transit, serving them on the live nodes (asynchronous: the
+    /// clock advances), until no interaction is in flight; starts none.
+    void quiesce() {
+        while (network_.pending() != 0 || any_in_flight()) {
+            if (options_.schedule == simulation_schedule::asynchronous) {
+                network_.advance_to(network_.now() + 1);
+                ++ticks_;
+            }
+            for (std::size_t i = 0; i < nodes_.size(); ++i)
+                if (alive(i)) nodes_[i].poll();
+        }
+    }
+
     /// Kills k.node: disconnected, and reported dead to its live neighbours, which spread the
     /// news. In the sequential model, every message settles at once.
     void kill(const simulated_kill& k) {
         network_.disconnect(k.node);
+        nodes_[k.node].forget_in_flight();  // it died with them (and can still be saved)
         const std::string reason = detail::concat("killed by the simulator's schedule at tick ",
                                                   ticks_, " (scheduled for tick ", k.tick, ")");
         for (std::size_t d = 0; d < graph_->degree(k.node); ++d) {

@@ -185,6 +185,17 @@ public:
         exclude(peer, rank(), reason, true);
     }
 
+    /// For a driver that simulates this node's death (the simulator's kill schedule): drops
+    /// its interactions in flight, own and served, as lost (node_stats::interactions_lost), so
+    /// that the dead node's state can still be checkpointed. Its model is left as it is. A node
+    /// that trains on after this breaks the sum of the models: do not.
+    void forget_in_flight() {
+        core_.stats.interactions_lost += in_flight_.size() + awaiting_fixup_.size();
+        for (auto& p : in_flight_) spare_states_.push_back(std::move(p.state));
+        in_flight_.clear();
+        awaiting_fixup_.clear();
+    }
+
     /// When false, after_local_step() never starts an interaction by itself; a driver (the
     /// simulator's sequential model) starts them with initiate().
     void set_auto_interact(bool on) noexcept { auto_interact_ = on; }
@@ -328,7 +339,8 @@ public:
 
     /// Saves this node's whole state to `path` (format and contents: checkpoint.hpp and
     /// detail/node_checkpoint.hpp): model, optimizer state, random stream, local-step
-    /// counters, the quantizer's adaptive state and statistics, with what identifies the node.
+    /// counters, the quantizer's adaptive state, statistics and the peers it excluded, with
+    /// what identifies the node.
     /// First completes this node's interactions in flight (answering others meanwhile; bounded
     /// by reply_timeout), so that no message refers to a state the file does not hold. Written
     /// atomically (a temporary file, then rename). Host models.
@@ -349,6 +361,14 @@ public:
             in_flight() == 0, "node ", rank(), ": restore_checkpoint with ", in_flight(),
             " interactions in flight; restore into a node that has not interacted yet");
         detail::restore_node_checkpoint(path, checkpoint_view());
+        // The exclusions it knew (failure_policy::exclude; the policy is part of the agreement
+        // the checkpoint must match) shape whom it picks: rebuild them.
+        if (excluding()) {
+            excluded_.assign(excluded_.size(), 0);
+            for (const auto& x : exclusions_) excluded_[x.peer] = 1;
+            partners_ = exclusions_.empty() ? std::vector<std::size_t>{}
+                                            : detail::live_partners(*graph_, rank(), excluded_);
+        }
     }
 
 private:
@@ -395,9 +415,9 @@ private:
 
     /// The state a checkpoint saves and restores, by reference.
     detail::node_state<Model, Quant> checkpoint_view() {
-        return {rank(),         core_.comm->size(), agreement(), *core_.model,      optimizer_,
-                core_.random,   since_last_,        due_,        next_interaction_, core_.stats,
-                core_.quantizer};
+        return {rank(),          core_.comm->size(), agreement(), *core_.model,      optimizer_,
+                core_.random,    since_last_,        due_,        next_interaction_, core_.stats,
+                core_.quantizer, exclusions_};
     }
 
     /// What this node must agree on with every other (agreement.hpp).

@@ -157,7 +157,8 @@ training_result train_in_process(const run_options& o, const training_data& d, Q
     };
 
     result.report = run_in_process(models, graph, problem, plan.steps_per_node, options,
-                                   std::move(quantizer), on_step);
+                                   std::move(quantizer), on_step,
+                                   checkpoint_schedule{o.checkpoint_dir, o.checkpoint_every, o.resume});
     if (out.bar != nullptr) out.bar->finish();
     monitor.stop();  // the queued epochs are evaluated first
 

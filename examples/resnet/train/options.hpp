@@ -45,6 +45,9 @@ struct run_options {
     std::string csv = "resnet_swarm.csv";   ///< per-epoch CSV
     std::string plot = "resnet_swarm.png";  ///< PNG plot ("" = none)
     std::uint64_t seed = 1;                 ///< every random choice
+    std::size_t checkpoint_every = 0;       ///< in-process: local steps between checkpoints
+    std::string checkpoint_dir = "checkpoints";  ///< in-process: node<i>.ckpt go here
+    bool resume = false;                         ///< in-process: restore every node first
     /// MPI only: swarm | allreduce | local (the baselines of <swarmsgd/baselines.hpp>).
     std::string algorithm = "swarm";
     std::size_t period = 8;   ///< MPI only, --algorithm local: H of local SGD
@@ -91,6 +94,11 @@ inline const std::vector<std::string> quantizer_names = {
         "  --plot PATH           PNG plot made with gnuplot (resnet_swarm.png); --no-plot: none\n"
         "  --eval-every E        epochs between evaluations of the mean model (1)\n"
         "  --seed S              (1)\n",
+        mpi ? ""
+            : "  --checkpoint-every N  save every node's whole state every N local steps (none)\n"
+              "  --checkpoint-dir DIR  where node<i>.ckpt go (checkpoints)\n"
+              "  --resume              restore every node from --checkpoint-dir and train the\n"
+              "                        steps each had left\n",
         mpi ? "  --algorithm swarm|allreduce|local  Swarm SGD (default), allreduce SGD (the\n"
               "                        gradients averaged every step) or local SGD (the models\n"
               "                        averaged every --period steps, 8); both over\n"
@@ -170,6 +178,12 @@ inline const std::vector<std::string> quantizer_names = {
             o.plot.clear();
         else if (args.is("--seed"))
             o.seed = static_cast<std::uint64_t>(args.whole_number(0, 9007199254740992.0));
+        else if (args.is("--checkpoint-every") && !mpi)
+            o.checkpoint_every = static_cast<std::size_t>(args.whole_number(1, 1e12));
+        else if (args.is("--checkpoint-dir") && !mpi)
+            o.checkpoint_dir = args.value();
+        else if (args.is("--resume") && !mpi)
+            o.resume = true;
         else if (args.is("--help") || args.is("-h"))
             bad_usage("help");
         else if (args.is("--algorithm") && mpi)

@@ -4,6 +4,7 @@
 /// transit for a number of ticks drawn from the network's own seeded stream, then land in
 /// their receiver's inbox in (due tick, send order) order; nothing depends on wall time.
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../checkpoint.hpp"
 #include "../communicator.hpp"
 #include "../detail/inboxes.hpp"
 #include "../errors.hpp"
@@ -64,6 +66,58 @@ public:
     }
     /// Messages dropped because their receiver was disconnected.
     [[nodiscard]] std::uint64_t dropped() const noexcept { return dropped_; }
+
+    /// Appends the network's state (clock, send counter, delay stream, disconnected nodes,
+    /// dropped count) to a simulator checkpoint. Nothing may be in transit or in an inbox.
+    void save_state(detail::checkpoint_writer& w) const {
+        detail::require<invalid_argument_error>(pending() == 0, "simulated_network: ", pending(),
+                                                " messages in transit; a checkpoint needs none");
+        w.put<std::uint64_t>(size());
+        w.put<std::uint64_t>(now_);
+        w.put<std::uint64_t>(sequence_);
+        for (const auto word : random_.state()) w.put<std::uint64_t>(word);
+        std::vector<std::uint8_t> cut(size(), 0);
+        for (std::size_t i = 0; i < size(); ++i) cut[i] = disconnected(i) ? 1 : 0;
+        w.put_values<std::uint8_t>(cut);
+        w.put<std::uint64_t>(dropped_);
+    }
+
+    /// What save_state wrote, read back (read_state) and applied (set_state) in two steps, so
+    /// a simulator can check every file before it changes anything.
+    struct saved_state {
+        std::uint64_t now = 0, sequence = 0, dropped = 0;
+        std::array<std::uint64_t, 4> stream{};
+        std::vector<std::uint8_t> disconnected;
+    };
+
+    /// Reads what save_state wrote; checkpoint_error (naming the file) when it does not fit a
+    /// network of this size.
+    [[nodiscard]] saved_state read_state(detail::checkpoint_reader& r) const {
+        const auto n = r.get<std::uint64_t>("the network's size");
+        if (n != size())
+            throw checkpoint_error(detail::concat("checkpoint ", r.path(), ": the network has ", n,
+                                                  " nodes, this one ", size()));
+        saved_state st;
+        st.now = r.get<std::uint64_t>("the network's clock");
+        st.sequence = r.get<std::uint64_t>("the network's send counter");
+        for (auto& word : st.stream) word = r.get<std::uint64_t>("the network's delay stream");
+        st.disconnected = r.get_values<std::uint8_t>("the disconnected nodes", size());
+        st.dropped = r.get<std::uint64_t>("the dropped-message count");
+        return st;
+    }
+
+    /// Applies a state read by read_state to this network, which must have nothing in transit.
+    void set_state(const saved_state& st) {
+        detail::require<invalid_argument_error>(pending() == 0, "simulated_network: ", pending(),
+                                                " messages in transit; restore into an idle one");
+        now_ = st.now;
+        sequence_ = st.sequence;
+        random_.set_state(st.stream);
+        disconnected_.clear();
+        for (std::size_t i = 0; i < size(); ++i)
+            if (st.disconnected.at(i) != 0) disconnect(i);
+        dropped_ = st.dropped;
+    }
 
     /// Advances the clock to `tick` and delivers every message due by then.
     void advance_to(std::uint64_t tick) {

@@ -1,18 +1,20 @@
 #pragma once
 /// \file detail/node_checkpoint.hpp
 /// What a swarm_node's checkpoint holds, in order (the file around it: checkpoint.hpp):
-///   u64 rank | u64 swarm size | the 7 u64 of swarm_agreement (wire format, model size, value
-///   size, mode, quantizer id, quantizer layout, topology fingerprint) |
+///   u64 rank | u64 swarm size | the 8 u64 of swarm_agreement (wire format, model size, value
+///   size, mode, failure policy, quantizer id, quantizer layout, topology fingerprint) |
 ///   the model (u64 n, n values) | optimizer: u64 steps, f64 last rate, momentum (u64 n,
 ///   values) | the random stream (4 u64) | u64 local steps since the last interaction, u64
 ///   local steps due, u64 next interaction id | node_stats, field by field |
-///   the quantizer's state (u64 bytes, bytes; empty unless stateful_quantizer)
+///   the quantizer's state (u64 bytes, bytes; empty unless stateful_quantizer) |
+///   u64 excluded peers, per peer: u64 rank, u64 decided by, the reason (u64 bytes, UTF-8)
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -21,6 +23,7 @@
 #include "../errors.hpp"
 #include "../model.hpp"
 #include "../node_stats.hpp"
+#include "../peer_exclusion.hpp"
 #include "../quantizer.hpp"
 #include "../random.hpp"
 #include "../sgd.hpp"
@@ -30,17 +33,18 @@ namespace swarmsgd::detail {
 /// A node's state, by reference (swarm_node::checkpoint_view).
 template <class Model, class Quant>
 struct node_state {
-    std::uint64_t rank;                    ///< this node
-    std::uint64_t nodes;                   ///< swarm size
-    swarm_agreement agreement;             ///< what identifies the swarm's configuration
-    Model& model;                          ///< the model
-    sgd<model_value_t<Model>>& optimizer;  ///< the local optimizer
-    rng& random;                           ///< the node's random stream
-    std::size_t& since_last;               ///< local steps since the last interaction
-    std::size_t& due;                      ///< local steps due before the next one
-    std::uint64_t& next_interaction;       ///< the next interaction id
-    node_stats& stats;                     ///< statistics
-    Quant& quantizer;                      ///< the quantizer (its adaptive state)
+    std::uint64_t rank;                       ///< this node
+    std::uint64_t nodes;                      ///< swarm size
+    swarm_agreement agreement;                ///< what identifies the swarm's configuration
+    Model& model;                             ///< the model
+    sgd<model_value_t<Model>>& optimizer;     ///< the local optimizer
+    rng& random;                              ///< the node's random stream
+    std::size_t& since_last;                  ///< local steps since the last interaction
+    std::size_t& due;                         ///< local steps due before the next one
+    std::uint64_t& next_interaction;          ///< the next interaction id
+    node_stats& stats;                        ///< statistics
+    Quant& quantizer;                         ///< the quantizer (its adaptive state)
+    std::vector<peer_exclusion>& exclusions;  ///< failure_policy::exclude: who is excluded
 };
 
 /// Writes `s` to `path` (atomically, checkpoint.hpp).
@@ -65,6 +69,12 @@ void save_node_checkpoint(const std::filesystem::path& path, const node_state<Mo
     std::vector<std::byte> quantizer_state;
     if constexpr (stateful_quantizer<Quant>) s.quantizer.save_state(quantizer_state);
     w.put_values<std::byte>(quantizer_state);
+    w.put<std::uint64_t>(s.exclusions.size());
+    for (const auto& x : s.exclusions) {
+        w.put<std::uint64_t>(x.peer);
+        w.put<std::uint64_t>(x.decided_by);
+        w.put_values<std::byte>(std::as_bytes(std::span(x.reason.data(), x.reason.size())));
+    }
     write_checkpoint_file(path, w.bytes());
 }
 
@@ -102,6 +112,23 @@ void restore_node_checkpoint(const std::filesystem::path& path, const node_state
         },
         stats);
     const auto quantizer_state = r.get_bytes("the quantizer state");
+    const auto excluded_count = r.get<std::uint64_t>("the number of excluded peers");
+    if (excluded_count >= s.nodes)
+        throw checkpoint_error(concat("checkpoint ", r.path(), ": ", excluded_count,
+                                      " excluded peers in a swarm of ", s.nodes));
+    std::vector<peer_exclusion> exclusions;
+    for (std::uint64_t k = 0; k < excluded_count; ++k) {
+        peer_exclusion x;
+        x.peer = r.get<std::uint64_t>("an excluded peer");
+        x.decided_by = r.get<std::uint64_t>("who excluded a peer");
+        const auto reason = r.get_bytes("why a peer was excluded");
+        if (x.peer >= s.nodes || x.peer == s.rank || x.decided_by >= s.nodes)
+            throw checkpoint_error(concat("checkpoint ", r.path(), ": excluded peer ", x.peer,
+                                          " (decided by ", x.decided_by, ") in a swarm of ",
+                                          s.nodes, " seen by node ", s.rank));
+        x.reason.assign(reinterpret_cast<const char*>(reason.data()), reason.size());
+        exclusions.push_back(std::move(x));
+    }
     r.expect_end();
     Quant quantizer = s.quantizer;
     if constexpr (stateful_quantizer<Quant>) {
@@ -124,6 +151,7 @@ void restore_node_checkpoint(const std::filesystem::path& path, const node_state
     s.next_interaction = next_interaction;
     s.stats = stats;
     s.quantizer = std::move(quantizer);
+    s.exclusions = std::move(exclusions);
 }
 
 }  // namespace swarmsgd::detail
