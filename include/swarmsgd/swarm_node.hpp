@@ -88,6 +88,12 @@ public:
     /// quantizer). The node then uses the recovering exchange: every failed range is recovered
     /// at full precision, so a model is never corrupted and the mean stays exact.
     static constexpr bool recovers = core_type::recovers;
+
+    /// Whether save_checkpoint and restore_checkpoint exist: host models, and system models
+    /// (Thrust) with any quantizer but error feedback, whose residual lives in the device codec
+    /// there and is not saved yet (its checkpoint would not resume bit for bit).
+    static constexpr bool checkpointable =
+        memory_type::host || !detail::is_error_feedback<Quant>::value;
     static_assert(recovers || !has_any_recovery_member<Quant, value_type>,
                   "swarmsgd: this quantizer has some of the members of the recovering "
                   "capability (observe(mine, theirs), observe_distance(d), on_failure(d)) but not "
@@ -343,8 +349,10 @@ public:
     /// what identifies the node.
     /// First completes this node's interactions in flight (answering others meanwhile; bounded
     /// by reply_timeout), so that no message refers to a state the file does not hold. Written
-    /// atomically (a temporary file, then rename). Host models.
-    void save_checkpoint(const std::filesystem::path& path) requires memory_type::host {
+    /// atomically (a temporary file, then rename). Host models, and system models (the model
+    /// and the momentum buffer are copied to the host for the file) unless `checkpointable` is
+    /// false (error feedback on a system model).
+    void save_checkpoint(const std::filesystem::path& path) requires checkpointable {
         complete_in_flight();
         detail::save_node_checkpoint(path, checkpoint_view());
     }
@@ -355,8 +363,9 @@ public:
     /// checkpoint (rank, swarm size, model size or type, mode, quantizer, topology) is a
     /// checkpoint_error naming the file and the mismatch, and the node is unchanged. Training
     /// then continues exactly where the saved node stopped (bit for bit, given the same
-    /// messages: tests/unit/test_checkpoint.cpp). Host models.
-    void restore_checkpoint(const std::filesystem::path& path) requires memory_type::host {
+    /// messages: tests/unit/test_checkpoint.cpp; with device models,
+    /// tests/thrust/test_node.cpp). Host and system models, as save_checkpoint.
+    void restore_checkpoint(const std::filesystem::path& path) requires checkpointable {
         detail::require<invalid_argument_error>(
             in_flight() == 0, "node ", rank(), ": restore_checkpoint with ", in_flight(),
             " interactions in flight; restore into a node that has not interacted yet");
@@ -414,7 +423,7 @@ private:
     }
 
     /// The state a checkpoint saves and restores, by reference.
-    detail::node_state<Model, Quant> checkpoint_view() {
+    detail::node_state<Model, Quant, typename memory_type::optimizer_type> checkpoint_view() {
         return {rank(),          core_.comm->size(), agreement(), *core_.model,      optimizer_,
                 core_.random,    since_last_,        due_,        next_interaction_, core_.stats,
                 core_.quantizer, exclusions_};

@@ -300,6 +300,48 @@ double distance_to_optimum(const std::vector<double>& x, std::size_t n,
     std::_Exit(0);
 }
 
+/// failure_policy::exclude with a rank killed in the middle of a large message: the last rank
+/// starts a request of 16 MiB (far above any eager limit, so the transfer needs the sender)
+/// and SIGKILLs itself at once. The receiver's matched receive never completes; it must not
+/// block anything (MPI_Imrecv, tested with a bound), the survivors exclude the dead rank (by a
+/// timeout or a liveness probe in finish()) and finish. Reports as chaos() (no accuracy here).
+[[noreturn]] void kill_large() {
+    const int rank = rank_of(), size = size_of();
+    const auto n = static_cast<std::size_t>(size);
+    swarm_options o;
+    o.failure = failure_policy::exclude;
+    o.reply_timeout = std::chrono::milliseconds(1500);
+    o.shutdown_timeout = std::chrono::seconds(60);
+    o.send_linger = std::chrono::milliseconds(300);
+    const auto g = topology::complete(n);
+    try {
+        mpi_communicator comm;
+        std::vector<double> model(std::size_t{2} << 20, 1.0 + rank), grad(model.size(), 0.0);
+        swarm_node node(model, comm, g, o);
+        MPI_Barrier(MPI_COMM_WORLD);  // the last collective: after it, a rank dies
+        if (rank == size - 1) {
+            (void)node.initiate(0);
+            const long long at = monotonic_ms();
+            write_report(detail::concat("fault_at_ms=", at, " killed\n"));
+            std::raise(SIGKILL);
+        }
+        for (int s = 0; s < 20; ++s) {
+            node.apply_gradient(grad);
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            node.after_local_step();
+        }
+        node.finish();
+        std::vector<std::size_t> named;
+        for (const auto& x : node.exclusions()) named.push_back(x.peer);
+        write_report(detail::concat("fault_at_ms=0 finished_at_ms=", monotonic_ms(),
+                                    " excluded=", detail::join(named), " accuracy_ok=1\n"));
+    } catch (const std::exception& e) {
+        write_report(
+            detail::concat("fault_at_ms=0 error_at_ms=", monotonic_ms(), " what=", e.what(), "\n"));
+    }
+    std::_Exit(0);
+}
+
 bool scenario(const std::string& name) {
     bool ok = true;
     const int rank = rank_of(), size = size_of();
@@ -585,6 +627,8 @@ bool scenario(const std::string& name) {
         r.gradient_sum = gradient_sum;
         mean_preserved(r, o.sgd.learning_rate, ok);
         std::remove(file.c_str());
+    } else if (name == "kill_large") {
+        kill_large();
     } else if (name.rfind("chaos_", 0) == 0) {
         chaos(name.substr(6));
     } else if (name == "hang") {

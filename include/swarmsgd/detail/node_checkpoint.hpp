@@ -30,14 +30,16 @@
 
 namespace swarmsgd::detail {
 
-/// A node's state, by reference (swarm_node::checkpoint_view).
-template <class Model, class Quant>
+/// A node's state, by reference (swarm_node::checkpoint_view). `Optimizer` is sgd<V> (host
+/// models) or system_sgd<V, S> (<swarmsgd/thrust.hpp>): steps(), last_rate(), velocity() (a
+/// host span or a host copy) and restore(steps, last_rate, host values).
+template <class Model, class Quant, class Optimizer>
 struct node_state {
     std::uint64_t rank;                       ///< this node
     std::uint64_t nodes;                      ///< swarm size
     swarm_agreement agreement;                ///< what identifies the swarm's configuration
     Model& model;                             ///< the model
-    sgd<model_value_t<Model>>& optimizer;     ///< the local optimizer
+    Optimizer& optimizer;                     ///< the local optimizer
     rng& random;                              ///< the node's random stream
     std::size_t& since_last;                  ///< local steps since the last interaction
     std::size_t& due;                         ///< local steps due before the next one
@@ -47,20 +49,40 @@ struct node_state {
     std::vector<peer_exclusion>& exclusions;  ///< failure_policy::exclude: who is excluded
 };
 
+/// The model's values on the host: gathered from host memory, or copied from a system model.
+template <class Model>
+void model_to_host(const Model& m, std::span<model_value_t<Model>> out) {
+    if constexpr (system_model<Model>)
+        to_host(m, out);
+    else
+        gather(m, out);
+}
+
+/// The inverse of model_to_host.
+template <class Model>
+void model_from_host(std::span<const model_value_t<Model>> in, Model& m) {
+    if constexpr (system_model<Model>)
+        from_host(in, m);
+    else
+        scatter(in, m);
+}
+
 /// Writes `s` to `path` (atomically, checkpoint.hpp).
-template <class Model, class Quant>
-void save_node_checkpoint(const std::filesystem::path& path, const node_state<Model, Quant>& s) {
+template <class Model, class Quant, class Optimizer>
+void save_node_checkpoint(const std::filesystem::path& path,
+                          const node_state<Model, Quant, Optimizer>& s) {
     using V = model_value_t<Model>;
     checkpoint_writer w;
     w.put<std::uint64_t>(s.rank);
     w.put<std::uint64_t>(s.nodes);
     for (const auto v : s.agreement.values()) w.put<std::uint64_t>(v);
     std::vector<V> x(model_size(s.model));
-    gather(s.model, std::span<V>(x));
+    model_to_host(s.model, std::span<V>(x));
     w.put_values<V>(x);
     w.put<std::uint64_t>(s.optimizer.steps());
     w.put<double>(s.optimizer.last_rate());
-    w.put_values<V>(s.optimizer.velocity());
+    const auto& velocity = s.optimizer.velocity();
+    w.put_values<V>(std::span<const V>(velocity.data(), velocity.size()));
     for (const auto word : s.random.state()) w.put<std::uint64_t>(word);
     w.put<std::uint64_t>(s.since_last);
     w.put<std::uint64_t>(s.due);
@@ -80,8 +102,9 @@ void save_node_checkpoint(const std::filesystem::path& path, const node_state<Mo
 
 /// Reads `path` into `s`: everything is read and checked first (checkpoint_error naming the
 /// file and the field), then applied, so `s` is unchanged on any error.
-template <class Model, class Quant>
-void restore_node_checkpoint(const std::filesystem::path& path, const node_state<Model, Quant>& s) {
+template <class Model, class Quant, class Optimizer>
+void restore_node_checkpoint(const std::filesystem::path& path,
+                             const node_state<Model, Quant, Optimizer>& s) {
     using V = model_value_t<Model>;
     const std::vector<std::byte> body = read_checkpoint_file(path);
     checkpoint_reader r(body, path.string());
@@ -143,7 +166,7 @@ void restore_node_checkpoint(const std::filesystem::path& path, const node_state
                                       " has none"));
     }
     // Everything is read and checked: apply it.
-    scatter(std::span<const V>(x), s.model);
+    model_from_host(std::span<const V>(x), s.model);
     s.optimizer.restore(steps, last_rate, velocity);
     s.random.set_state(words);
     s.since_last = since_last;

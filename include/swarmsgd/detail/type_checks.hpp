@@ -22,7 +22,19 @@
 #include "../quantizers/identity.hpp"
 #include "../tensor_traits.hpp"
 
+namespace swarmsgd {
+template <class Q>
+    requires quantizer_for<Q, typename Q::value_type>
+class error_feedback;
+}  // namespace swarmsgd
+
 namespace swarmsgd::detail {
+
+/// Whether Q is error_feedback<Inner> (swarm_node::checkpointable).
+template <class Q>
+struct is_error_feedback : std::false_type {};
+template <class Q>
+struct is_error_feedback<error_feedback<Q>> : std::true_type {};
 
 /// The default quantizer of an entry point given a type that is not a model: deduction and
 /// overload resolution still succeed, and check_model's static_assert reports the model.

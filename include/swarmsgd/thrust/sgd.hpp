@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <cstddef>
+#include <span>
+#include <vector>
 
 #include "../errors.hpp"
 #include "../model.hpp"
@@ -77,6 +79,31 @@ public:
                     detail::system_for_each<S>(n, detail::sgd_op<V, 1>{x, g, v, lr, wd, mu});
             });
         });
+    }
+
+    /// The momentum buffer, copied to the host (checkpoints); empty without momentum.
+    [[nodiscard]] std::vector<V> velocity() const {
+        std::vector<V> out(velocity_.size());
+        if (!out.empty())
+            detail::device_call("swarmsgd: sgd velocity to host", [&] {
+                detail::system_ops<S>::to_host(velocity_.data(), out.size(), out.data());
+            });
+        return out;
+    }
+
+    /// Restores the state of a checkpoint: the step count, the last rate and the momentum
+    /// buffer (host values, as many as velocity() has). invalid_argument_error for another size.
+    void restore(std::size_t steps, double last_rate, std::span<const V> velocity) {
+        detail::require<invalid_argument_error>(
+            velocity.size() == velocity_.size(), "system_sgd::restore: momentum buffer of ",
+            velocity.size(), " elements, this optimizer has ", velocity_.size());
+        if (!velocity.empty())
+            detail::device_call("swarmsgd: sgd velocity from host", [&] {
+                detail::system_ops<S>::to_system(velocity.data(), velocity.size(),
+                                                 velocity_.data());
+            });
+        steps_ = steps;
+        last_rate_ = last_rate;
     }
 
     /// Local steps taken so far.
