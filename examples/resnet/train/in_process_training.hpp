@@ -156,9 +156,9 @@ training_result train_in_process(const run_options& o, const training_data& d, Q
         out.bar->update(p, done == total_steps);
     };
 
-    result.report = run_in_process(models, graph, problem, plan.steps_per_node, options,
-                                   std::move(quantizer), on_step,
-                                   checkpoint_schedule{o.checkpoint_dir, o.checkpoint_every, o.resume});
+    result.report = run_in_process(
+        models, graph, problem, plan.steps_per_node, options, std::move(quantizer), on_step,
+        checkpoint_schedule{o.checkpoint_dir, o.checkpoint_every, o.resume});
     if (out.bar != nullptr) out.bar->finish();
     monitor.stop();  // the queued epochs are evaluated first
 

@@ -22,30 +22,30 @@ using examples::usage_error;
 
 /// Everything the command line sets.
 struct run_options {
-    std::string dataset = "fashion-mnist";  ///< fashion-mnist | cifar10 | cifar100
-    std::string data;                       ///< data directory ("" = the data set's default)
-    std::size_t nodes = 8;                  ///< swarm size (in-process); ranks under MPI
-    double epochs = 1;                      ///< passes over the training data by all nodes
-    int depth = 20;                         ///< 6k+2
-    int width = 16;                         ///< channels of the first stage
-    int batch = 128;                        ///< per node and step
-    double lr = 0.1;                        ///< base learning rate
-    double momentum = 0.9;                  ///< SGD momentum
-    double weight_decay = 5e-4;             ///< L2 on the trainable parameters
-    std::string schedule = "cosine";        ///< cosine | step
-    double warmup_epochs = 0;               ///< linear warm-up of the learning rate
-    std::string quantizer = "lattice8";     ///< see quantizer_names
-    double h = 2;                           ///< local steps between interactions
-    bool geometric = false;                 ///< H geometric with mean h
-    std::string topology = "ring";          ///< ring | complete | torus | hypercube
-    std::string mode = "nonblocking";       ///< nonblocking | blocking | pull
-    bool augment = false;                   ///< random crop (padding 4) + horizontal flip
-    std::size_t train_limit = 0;            ///< train on this many images (0 = all)
-    std::size_t test_limit = 0;             ///< evaluate on the first N test images (0 = all)
-    std::string csv = "resnet_swarm.csv";   ///< per-epoch CSV
-    std::string plot = "resnet_swarm.png";  ///< PNG plot ("" = none)
-    std::uint64_t seed = 1;                 ///< every random choice
-    std::size_t checkpoint_every = 0;       ///< in-process: local steps between checkpoints
+    std::string dataset = "fashion-mnist";       ///< fashion-mnist | cifar10 | cifar100
+    std::string data;                            ///< data directory ("" = the data set's default)
+    std::size_t nodes = 8;                       ///< swarm size (in-process); ranks under MPI
+    double epochs = 1;                           ///< passes over the training data by all nodes
+    int depth = 20;                              ///< 6k+2
+    int width = 16;                              ///< channels of the first stage
+    int batch = 128;                             ///< per node and step
+    double lr = 0.1;                             ///< base learning rate
+    double momentum = 0.9;                       ///< SGD momentum
+    double weight_decay = 5e-4;                  ///< L2 on the trainable parameters
+    std::string schedule = "cosine";             ///< cosine | step
+    double warmup_epochs = 0;                    ///< linear warm-up of the learning rate
+    std::string quantizer = "lattice8";          ///< see quantizer_names
+    double h = 2;                                ///< local steps between interactions
+    bool geometric = false;                      ///< H geometric with mean h
+    std::string topology = "ring";               ///< ring | complete | torus | hypercube
+    std::string mode = "nonblocking";            ///< nonblocking | blocking | pull
+    bool augment = false;                        ///< random crop (padding 4) + horizontal flip
+    std::size_t train_limit = 0;                 ///< train on this many images (0 = all)
+    std::size_t test_limit = 0;                  ///< evaluate on the first N test images (0 = all)
+    std::string csv = "resnet_swarm.csv";        ///< per-epoch CSV
+    std::string plot = "resnet_swarm.png";       ///< PNG plot ("" = none)
+    std::uint64_t seed = 1;                      ///< every random choice
+    std::size_t checkpoint_every = 0;            ///< in-process: local steps between checkpoints
     std::string checkpoint_dir = "checkpoints";  ///< in-process: node<i>.ckpt go here
     bool resume = false;                         ///< in-process: restore every node first
     /// MPI only: swarm | allreduce | local (the baselines of <swarmsgd/baselines.hpp>).
