@@ -29,11 +29,12 @@ void check_envelope(std::span<const std::byte> in, std::size_t source) {
     bool valid = in.size() >= 24 && std::memcmp(in.data(), "SWSG", 4) == 0 &&
                  load<std::uint16_t>(in.data() + 4) == swarmsgd::wire_format_version;
     if (valid) {
-        // Kinds 1..7 (request, reply, pull_request, pull_reply, failure, fixup, declined); flags:
-        // only bit 0 (flag_fallback), and only on a reply.
+        // Kinds 1..13 (request, reply, pull_request, pull_reply, failure, fixup, declined,
+        // collective, neighbour_model, done, excluded, ping, pong: wire format 2); flags: only
+        // bit 0 (flag_fallback), and only on a reply.
         const unsigned kind = load<std::uint8_t>(in.data() + 6);
         const unsigned flags = load<std::uint8_t>(in.data() + 7);
-        valid = kind >= 1 && kind <= 9 && (flags & ~1u) == 0 && (flags == 0 || kind == 2) &&
+        valid = kind >= 1 && kind <= 13 && (flags & ~1u) == 0 && (flags == 0 || kind == 2) &&
                 load<std::uint32_t>(in.data() + 8) == source &&
                 in.size() == 24 + std::size_t{load<std::uint32_t>(in.data() + 20)};
     }
@@ -95,7 +96,7 @@ void check_payload_header(std::span<const std::byte> p, std::uint16_t id, std::s
 
 void write_seeds(const std::filesystem::path& dir) {
     fuzz::seed_writer w(dir);
-    for (unsigned kind = 0; kind <= 10; ++kind) {
+    for (unsigned kind = 0; kind <= 14; ++kind) {
         for (std::size_t payload :
              {std::size_t{0}, std::size_t{5}, std::size_t{16}, std::size_t{40}}) {
             std::vector<std::uint8_t> m(24 + payload, 0);
