@@ -140,11 +140,12 @@ swarm_report run_nodes_in_process(World& world, std::vector<Model>& models, Prob
                     if constexpr (requires { node.options().failure; })
                         survivable[i] = node.options().failure == failure_policy::exclude;
                     try {
+                        constexpr bool can_checkpoint = requires(const std::filesystem::path& p) {
+                            node.save_checkpoint(p);
+                            node.restore_checkpoint(p);
+                        };
                         std::size_t first = 0;
-                        if constexpr (requires(const std::filesystem::path& p) {
-                                          node.save_checkpoint(p);
-                                          node.restore_checkpoint(p);
-                                      }) {
+                        if constexpr (can_checkpoint) {
                             if (checkpoints.resume) {
                                 node.restore_checkpoint(checkpoints.file(i));
                                 first = static_cast<std::size_t>(node.stats().local_steps);
@@ -165,9 +166,7 @@ swarm_report run_nodes_in_process(World& world, std::vector<Model>& models, Prob
                                                  std::span<value_type>(grad), data_random);
                             node.step(std::span<const value_type>(grad));
                             on_step(i, s, loss, node.stats());
-                            if constexpr (requires(const std::filesystem::path& p) {
-                                              node.save_checkpoint(p);
-                                          }) {
+                            if constexpr (can_checkpoint) {
                                 if (checkpoints.every != 0 && (s + 1) % checkpoints.every == 0)
                                     node.save_checkpoint(checkpoints.file(i));
                             }

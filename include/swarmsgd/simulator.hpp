@@ -179,12 +179,7 @@ public:
     /// until no interaction is in flight, so the models are final. No-op when sequential.
     void drain() {
         for (auto& node : nodes_) node.set_auto_interact(false);
-        while (network_.pending() != 0 || any_in_flight()) {
-            network_.advance_to(network_.now() + 1);
-            ++ticks_;
-            for (std::size_t i = 0; i < nodes_.size(); ++i)
-                if (alive(i)) nodes_[i].poll();
-        }
+        quiesce();
     }
 
     /// Saves the whole simulation into directory `dir` (created if needed): `node<i>.ckpt` for
@@ -307,7 +302,8 @@ private:
     }
 
     /// Delivers every message in transit, serving them on the live nodes (asynchronous: the
-    /// clock advances), until no interaction is in flight; starts none.
+    /// clock advances; sequential: messages have no delay), until no interaction is in
+    /// flight; starts none itself (drain() also stops the nodes from starting any).
     void quiesce() {
         while (network_.pending() != 0 || any_in_flight()) {
             if (options_.schedule == simulation_schedule::asynchronous) {
@@ -330,14 +326,7 @@ private:
             const std::size_t j = graph_->neighbour(k.node, d);
             if (alive(j)) nodes_[j].exclude_peer(k.node, reason);
         }
-        if (options_.schedule == simulation_schedule::sequential) settle();
-    }
-
-    /// Sequential model: every live node serves its inbox until nothing is in transit.
-    void settle() {
-        while (network_.pending() != 0)
-            for (std::size_t i = 0; i < nodes_.size(); ++i)
-                if (alive(i)) nodes_[i].poll();
+        if (options_.schedule == simulation_schedule::sequential) quiesce();
     }
 
     void sequential_tick() {

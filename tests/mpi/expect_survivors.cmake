@@ -2,12 +2,12 @@
 # test_mpi_swarm) and checks what every rank wrote to $REPORT_DIR/rank<r>: the survivors cannot
 # agree on a verdict themselves (no collective may include a dead rank).
 #   cmake -DREPORT_DIR=<dir> -DRANKS=<n> -DFAULT=<kill|stop> -DREPLY_TIMEOUT_MS=<ms>
-#         -DCOMMAND=<;-list> -P expect_survivors.cmake
+#         [-DCHECK_ACCURACY=ON] -DCOMMAND=<;-list> -P expect_survivors.cmake
 # Checks: every rank reported; the faulty ranks are the ones with a fault time (a killed rank
 # before it died, a stopped one with the excluded_error it got when it came back); every
 # survivor finished, excluded exactly the faulty ranks (no live rank is blamed), ended
-# finish() within reply_timeout + 2 s of the first fault, and reached the clean run's
-# accuracy (accuracy_ok=1).
+# finish() within reply_timeout + 2 s of the first fault, and (CHECK_ACCURACY) reached the
+# clean run's accuracy (accuracy_ok=1).
 cmake_minimum_required(VERSION 3.16)  # IN_LIST
 file(REMOVE_RECURSE "${REPORT_DIR}")
 file(MAKE_DIRECTORY "${REPORT_DIR}")
@@ -51,7 +51,7 @@ foreach(r RANGE ${last})
     if(r IN_LIST faulty)
         continue()
     endif()
-    if(NOT text_${r} MATCHES "finished_at_ms=([0-9]+) excluded=([0-9, ]*) ")
+    if(NOT text_${r} MATCHES "finished_at_ms=([0-9]+) excluded=([0-9]+(, [0-9]+)*)")
         message(FATAL_ERROR "survivor rank ${r} did not finish")
     endif()
     set(finished ${CMAKE_MATCH_1})
@@ -66,7 +66,7 @@ foreach(r RANGE ${last})
     if(after GREATER bound)
         message(FATAL_ERROR "survivor rank ${r} finished ${after} ms after the fault (bound ${bound} ms)")
     endif()
-    if(NOT text_${r} MATCHES "accuracy_ok=1")
+    if(CHECK_ACCURACY AND NOT text_${r} MATCHES "accuracy_ok=1")
         message(FATAL_ERROR "survivor rank ${r} missed the clean run's accuracy")
     endif()
 endforeach()

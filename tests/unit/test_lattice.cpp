@@ -25,6 +25,8 @@
 #include <swarmsgd/quantizers/lattice.hpp>
 #include <swarmsgd/random.hpp>
 
+#include "error_text.hpp"
+
 using swarmsgd::element_range;
 using swarmsgd::lattice_options;
 using swarmsgd::lattice_quantizer;
@@ -42,19 +44,8 @@ static_assert(lattice_quantizer<float>::format_id == 6);
 
 namespace {
 
-template <class E, class Fn>
-std::string what_of(Fn&& fn) {
-    try {
-        fn();
-    } catch (const E& e) {
-        return e.what();
-    }
-    return "<no exception>";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
+using test_support::contains;
+using test_support::what_of;
 
 template <class V>
 bool same_bits(std::span<const V> a, std::span<const V> b) {

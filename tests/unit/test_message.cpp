@@ -17,6 +17,8 @@
 #include <swarmsgd/random.hpp>
 #include <swarmsgd/version.hpp>
 
+#include "error_text.hpp"
+
 using swarmsgd::envelope;
 using swarmsgd::envelope_size;
 using swarmsgd::message_kind;
@@ -29,17 +31,8 @@ static_assert(!swarmsgd::quantizer_for<swarmsgd::identity_quantizer<double>, flo
 
 namespace {
 
-/// Runs `fn`, which must throw exactly an `E` (checked by the caller with CHECK on the result),
-/// and returns its message; returns "<no exception>" when nothing was thrown.
-template <class E, class Fn>
-std::string what_of(Fn&& fn) {
-    try {
-        fn();
-    } catch (const E& e) {
-        return e.what();
-    }
-    return "<no exception>";
-}
+using test_support::contains;
+using test_support::what_of;
 
 std::size_t runtime_size(std::size_t n) {
     volatile std::size_t hidden = n;
@@ -51,10 +44,6 @@ template <class V>
 bool same_bits(const std::vector<V>& a, const std::vector<V>& b) {
     return a.size() == b.size() &&
            (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(V)) == 0);
-}
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
 }
 
 std::vector<std::byte> make_message(const envelope& e, std::size_t actual_payload) {
