@@ -189,8 +189,8 @@ public:
     /// asynchronous schedule the messages in transit are first delivered (the clock advances
     /// as in drain(), and no interaction starts meanwhile), so a run that saves differs from
     /// one that does not; a run restored from the checkpoint continues bit for bit like the
-    /// run that saved it. Whenever swarm_node::checkpointable (device models too).
-    void save_checkpoint(const std::filesystem::path& dir) requires node_type::checkpointable {
+    /// run that saved it. Host and device models alike.
+    void save_checkpoint(const std::filesystem::path& dir) {
         quiesce();
         std::filesystem::create_directories(dir);
         for (std::size_t i = 0; i < nodes_.size(); ++i)
@@ -213,8 +213,8 @@ public:
     /// truncated, corrupt or foreign file is a checkpoint_error naming it and the mismatch;
     /// simulator.ckpt is checked first, then each node's file, and a node's restore changes
     /// nothing on error, but after an error in node i's file, nodes 0..i-1 are already
-    /// restored: build a new simulator. Whenever swarm_node::checkpointable.
-    void restore_checkpoint(const std::filesystem::path& dir) requires node_type::checkpointable {
+    /// restored: build a new simulator.
+    void restore_checkpoint(const std::filesystem::path& dir) {
         detail::require<invalid_argument_error>(ticks_ == 0, "simulator: restore_checkpoint after ",
                                                 ticks_,
                                                 " ticks; restore into a freshly built simulator");

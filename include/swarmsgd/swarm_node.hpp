@@ -89,11 +89,6 @@ public:
     /// at full precision, so a model is never corrupted and the mean stays exact.
     static constexpr bool recovers = core_type::recovers;
 
-    /// Whether save_checkpoint and restore_checkpoint exist: host models, and system models
-    /// (Thrust) with any quantizer but error feedback, whose residual lives in the device codec
-    /// there and is not saved yet (its checkpoint would not resume bit for bit).
-    static constexpr bool checkpointable =
-        memory_type::host || !detail::is_error_feedback<Quant>::value;
     static_assert(recovers || !has_any_recovery_member<Quant, value_type>,
                   "swarmsgd: this quantizer has some of the members of the recovering "
                   "capability (observe(mine, theirs), observe_distance(d), on_failure(d)) but not "
@@ -349,10 +344,10 @@ public:
     /// what identifies the node.
     /// First completes this node's interactions in flight (answering others meanwhile; bounded
     /// by reply_timeout), so that no message refers to a state the file does not hold. Written
-    /// atomically (a temporary file, then rename). Host models, and system models (the model
-    /// and the momentum buffer are copied to the host for the file) unless `checkpointable` is
-    /// false (error feedback on a system model).
-    void save_checkpoint(const std::filesystem::path& path) requires checkpointable {
+    /// atomically (a temporary file, then rename). Host models and system models: a system
+    /// model, its momentum buffer and error feedback's residual (kept in the device codec) are
+    /// copied to the host for the file.
+    void save_checkpoint(const std::filesystem::path& path) {
         complete_in_flight();
         detail::save_node_checkpoint(path, checkpoint_view());
     }
@@ -365,7 +360,7 @@ public:
     /// then continues exactly where the saved node stopped (bit for bit, given the same
     /// messages: tests/unit/test_checkpoint.cpp; with device models,
     /// tests/thrust/test_node.cpp). Host and system models, as save_checkpoint.
-    void restore_checkpoint(const std::filesystem::path& path) requires checkpointable {
+    void restore_checkpoint(const std::filesystem::path& path) {
         detail::require<invalid_argument_error>(
             in_flight() == 0, "node ", rank(), ": restore_checkpoint with ", in_flight(),
             " interactions in flight; restore into a node that has not interacted yet");
@@ -423,10 +418,10 @@ private:
     }
 
     /// The state a checkpoint saves and restores, by reference.
-    detail::node_state<Model, Quant, typename memory_type::optimizer_type> checkpoint_view() {
+    detail::node_state<Model, Quant, memory_type> checkpoint_view() {
         return {rank(),          core_.comm->size(), agreement(), *core_.model,      optimizer_,
                 core_.random,    since_last_,        due_,        next_interaction_, core_.stats,
-                core_.quantizer, exclusions_};
+                core_.quantizer, core_.memory,       exclusions_};
     }
 
     /// What this node must agree on with every other (agreement.hpp).

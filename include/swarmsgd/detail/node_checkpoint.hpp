@@ -30,13 +30,17 @@
 
 namespace swarmsgd::detail {
 
-/// A node's state, by reference (swarm_node::checkpoint_view). `Optimizer` is sgd<V> (host
-/// models) or system_sgd<V, S> (<swarmsgd/thrust.hpp>): steps(), last_rate(), velocity() (a
-/// host span or a host copy) and restore(steps, last_rate, host values).
-template <class Model, class Quant, class Optimizer>
+/// A node's state, by reference (swarm_node::checkpoint_view). `Memory` is the node's memory
+/// back end (detail/node_memory.hpp): its optimizer_type is sgd<V> (host models) or
+/// system_sgd<V, S> (<swarmsgd/thrust.hpp>), with steps(), last_rate(), velocity() (a host
+/// span or a host copy) and restore(steps, last_rate, host values); it saves the quantizer's
+/// state (part of which may live in the back end: error feedback's residual on a device) and
+/// adopts a restored one.
+template <class Model, class Quant, class Memory>
 struct node_state {
-    std::uint64_t rank;                       ///< this node
-    std::uint64_t nodes;                      ///< swarm size
+    using Optimizer = typename Memory::optimizer_type;  ///< the local optimizer
+    std::uint64_t rank;                                 ///< this node
+    std::uint64_t nodes;                                ///< swarm size
     swarm_agreement agreement;                ///< what identifies the swarm's configuration
     Model& model;                             ///< the model
     Optimizer& optimizer;                     ///< the local optimizer
@@ -46,6 +50,7 @@ struct node_state {
     std::uint64_t& next_interaction;          ///< the next interaction id
     node_stats& stats;                        ///< statistics
     Quant& quantizer;                         ///< the quantizer (its adaptive state)
+    Memory& memory;                           ///< the memory back end
     std::vector<peer_exclusion>& exclusions;  ///< failure_policy::exclude: who is excluded
 };
 
@@ -68,9 +73,9 @@ void model_from_host(std::span<const model_value_t<Model>> in, Model& m) {
 }
 
 /// Writes `s` to `path` (atomically, checkpoint.hpp).
-template <class Model, class Quant, class Optimizer>
+template <class Model, class Quant, class Memory>
 void save_node_checkpoint(const std::filesystem::path& path,
-                          const node_state<Model, Quant, Optimizer>& s) {
+                          const node_state<Model, Quant, Memory>& s) {
     using V = model_value_t<Model>;
     checkpoint_writer w;
     w.put<std::uint64_t>(s.rank);
@@ -89,7 +94,7 @@ void save_node_checkpoint(const std::filesystem::path& path,
     w.put<std::uint64_t>(s.next_interaction);
     node_stats::for_each_field([&](const char*, auto value) { w.put(value); }, s.stats);
     std::vector<std::byte> quantizer_state;
-    if constexpr (stateful_quantizer<Quant>) s.quantizer.save_state(quantizer_state);
+    s.memory.save_quantizer_state(s.quantizer, quantizer_state);
     w.put_values<std::byte>(quantizer_state);
     w.put<std::uint64_t>(s.exclusions.size());
     for (const auto& x : s.exclusions) {
@@ -102,9 +107,9 @@ void save_node_checkpoint(const std::filesystem::path& path,
 
 /// Reads `path` into `s`: everything is read and checked first (checkpoint_error naming the
 /// file and the field), then applied, so `s` is unchanged on any error.
-template <class Model, class Quant, class Optimizer>
+template <class Model, class Quant, class Memory>
 void restore_node_checkpoint(const std::filesystem::path& path,
-                             const node_state<Model, Quant, Optimizer>& s) {
+                             const node_state<Model, Quant, Memory>& s) {
     using V = model_value_t<Model>;
     const std::vector<std::byte> body = read_checkpoint_file(path);
     checkpoint_reader r(body, path.string());
@@ -174,6 +179,7 @@ void restore_node_checkpoint(const std::filesystem::path& path,
     s.next_interaction = next_interaction;
     s.stats = stats;
     s.quantizer = std::move(quantizer);
+    s.memory.adopt_quantizer_state(s.quantizer);
     s.exclusions = std::move(exclusions);
 }
 

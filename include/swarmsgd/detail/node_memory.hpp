@@ -123,6 +123,14 @@ struct node_memory<Model, Quant, host_memory> {
     void step(optimizer_type& optimizer, Model& m, std::span<const value_type> grad) {
         optimizer.step(m, grad);
     }
+    /// Appends the quantizer's adaptive state for a checkpoint (stateful_quantizer's bytes;
+    /// nothing for a stateless quantizer): all of it lives in the host quantizer here.
+    void save_quantizer_state(const Quant& q, std::vector<std::byte>& out) const {
+        if constexpr (stateful_quantizer<Quant>) q.save_state(out);
+    }
+    /// After `q` was restored from save_quantizer_state's bytes (load_state): nothing lives
+    /// outside the host quantizer, so nothing moves.
+    void adopt_quantizer_state(Quant& /*q*/) {}
 };
 
 }  // namespace swarmsgd::detail

@@ -30,7 +30,7 @@ class error_feedback;
 
 namespace swarmsgd::detail {
 
-/// Whether Q is error_feedback<Inner> (swarm_node::checkpointable).
+/// Whether Q is error_feedback<Inner> (a device back end keeps its residual in the codec).
 template <class Q>
 struct is_error_feedback : std::false_type {};
 template <class Q>

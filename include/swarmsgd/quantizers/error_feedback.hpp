@@ -96,6 +96,8 @@ public:
     [[nodiscard]] std::span<const value_type> residual() const noexcept { return residual_; }
     /// Forgets the residual (for instance when the stream restarts).
     void reset() noexcept { residual_.clear(); }
+    /// Replaces the residual (a device back end's, to save it; empty: none yet).
+    void set_residual(std::span<const value_type> e) { residual_.assign(e.begin(), e.end()); }
 
     /// Checkpoints (stateful_quantizer): u64 residual length, the residual, then the inner
     /// quantizer's state when it has one.

@@ -22,6 +22,7 @@
 
 #include "../../detail/fallback.hpp"
 #include "../../detail/node_memory.hpp"
+#include "../../detail/type_checks.hpp"
 #include "../../errors.hpp"
 #include "../../message.hpp"
 #include "../../model.hpp"
@@ -201,6 +202,31 @@ struct node_memory<Model, Quant, S> {
     /// A step with a gradient already in S.
     void step(optimizer_type& optimizer, Model& m, const value_type* grad, std::size_t /*n*/) {
         optimizer.step(m, grad);
+    }
+
+    /// Appends the quantizer's adaptive state for a checkpoint, in the quantizer's own
+    /// save_state format: error feedback's residual lives in the codec, in S, and is copied
+    /// out into a host copy of the quantizer first; anything else lives in the host quantizer.
+    void save_quantizer_state(const Quant& q, std::vector<std::byte>& out) {
+        if constexpr (is_error_feedback<Quant>::value) {
+            const auto e = codec_.residual();
+            std::vector<value_type> host(e.size());
+            device_call("swarmsgd: error_feedback residual download",
+                        [&] { system_ops<S>::to_host(e.data(), e.size(), host.data()); });
+            Quant copy = q;
+            copy.set_residual(host);
+            copy.save_state(out);
+        } else if constexpr (stateful_quantizer<Quant>) {
+            q.save_state(out);
+        }
+    }
+    /// After `q` was restored (load_state): error feedback's residual moves into the codec,
+    /// where encode reads it, and the host wrapper's is emptied again.
+    void adopt_quantizer_state(Quant& q) {
+        if constexpr (is_error_feedback<Quant>::value) {
+            codec_.set_residual(q.residual());
+            q.reset();
+        }
     }
 
 private:

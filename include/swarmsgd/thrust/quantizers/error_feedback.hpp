@@ -3,7 +3,8 @@
 /// error_feedback<Q> in a Thrust system: the residual lives in the system, in the codec (a
 /// node keeps one codec per quantizer, so one residual per stream, as with the CPU wrapper);
 /// v = values + e and values = v in one pass, the inner quantizer's codec, then e = v - values.
-/// The host wrapper's residual() stays empty: read the codec's residual() instead.
+/// The host wrapper's residual() stays empty: read the codec's residual() instead. A node's
+/// checkpoint holds it (thrust/detail/node_memory.hpp: save_quantizer_state).
 
 #include <cstddef>
 #include <span>
@@ -71,6 +72,17 @@ struct system_codec<error_feedback<Q>, S> {
     [[nodiscard]] system_span<const V, S> residual() const noexcept { return residual_.span(); }
     /// Forgets the residual.
     void reset() noexcept { residual_ = {}; }
+    /// Replaces the residual with host values (a restored checkpoint's; empty: none yet).
+    void set_residual(std::span<const V> host) {
+        if (host.empty()) {
+            residual_ = {};
+            return;
+        }
+        detail::device_call("swarmsgd: error_feedback residual upload", [&] {
+            residual_.resize(host.size());
+            detail::system_ops<S>::to_system(host.data(), host.size(), residual_.data());
+        });
+    }
 
 private:
     system_codec<Q, S> inner_;
