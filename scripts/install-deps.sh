@@ -8,7 +8,7 @@ PACKAGES=(
     build-essential cmake ninja-build ccache g++ clang libclang-rt-14-dev
     libeigen3-dev doctest-dev libbenchmark-dev zlib1g-dev
     dataset-fashion-mnist gnuplot-nox libopenmpi-dev openmpi-bin mpich libmpich-dev
-    libthrust-dev libcub-dev iproute2 python3
+    libthrust-dev libcub-dev iproute2 python3 libtorch-dev
 )
 # `install-deps.sh --bench` adds what only the benchmarks need: PyTorch (Debian's python3-torch,
 # run as /usr/bin/python3) and NumPy for bench/bench_resnet_throughput.py and

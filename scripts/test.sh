@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Full test run (also what CI runs through .ci/run). Stages:
 #   normal  g++ RelWithDebInfo in build-test/: tests + examples, all ctest tests
-#           (unit, failtest, consumer, examples, mpi with the default MPI: Open MPI)
+#           (unit, failtest, consumer, examples, mpi with the default MPI: Open MPI, torch:
+#           the LibTorch adapter, SWARMSGD_TORCH=ON since install-deps.sh installs it)
 #   mpich   the MPI tests again, built and run against MPICH, in build-mpich/
 #   asan    clang++ with -fsanitize=address,undefined in build-asan/: ctest -L unit
 #   tsan    clang++ with -fsanitize=thread in build-tsan/: ctest -L concurrency
@@ -71,7 +72,8 @@ run_stage() {
             cmake -S . -B build-test -G Ninja \
                 -DCMAKE_CXX_COMPILER="${SWARMSGD_CXX:-g++}" \
                 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-                -DSWARMSGD_BUILD_TESTS=ON -DSWARMSGD_BUILD_EXAMPLES=ON -DSWARMSGD_SANITIZE=
+                -DSWARMSGD_BUILD_TESTS=ON -DSWARMSGD_BUILD_EXAMPLES=ON -DSWARMSGD_SANITIZE= \
+                -DSWARMSGD_TORCH="${SWARMSGD_TORCH:-ON}"
             cmake --build build-test -j "$JOBS"
             ctest --test-dir build-test --output-on-failure -j "$JOBS" --no-tests=error \
                 "${EXTRA_CTEST_ARGS[@]}"
@@ -83,7 +85,7 @@ run_stage() {
                 -DCMAKE_CXX_COMPILER=clang++ \
                 -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
                 -DSWARMSGD_BUILD_TESTS=ON -DSWARMSGD_BUILD_EXAMPLES=OFF \
-                -DSWARMSGD_SANITIZE=address,undefined
+                -DSWARMSGD_SANITIZE=address,undefined -DSWARMSGD_TORCH=OFF
             cmake --build build-asan --target swarmsgd_unit_tests -j "$JOBS"
             ctest --test-dir build-asan --output-on-failure -j "$JOBS" -L unit --no-tests=error \
                 "${EXTRA_CTEST_ARGS[@]}"
@@ -94,7 +96,8 @@ run_stage() {
             banner "stage mpich: MPI tests built with mpicxx.mpich, run with mpiexec.mpich"
             cmake -S . -B build-mpich -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
                 -DSWARMSGD_BUILD_TESTS=ON -DSWARMSGD_BUILD_EXAMPLES=OFF \
-                -DMPI_CXX_COMPILER=mpicxx.mpich -DMPIEXEC_EXECUTABLE=/usr/bin/mpiexec.mpich
+                -DMPI_CXX_COMPILER=mpicxx.mpich -DMPIEXEC_EXECUTABLE=/usr/bin/mpiexec.mpich \
+                -DSWARMSGD_TORCH=OFF
             cmake --build build-mpich --target swarmsgd_mpi_tests -j "$JOBS"
             ctest --test-dir build-mpich --output-on-failure -j "$JOBS" -L mpi \
                 --no-tests=error "${EXTRA_CTEST_ARGS[@]}"
@@ -105,7 +108,7 @@ run_stage() {
                 -DCMAKE_CXX_COMPILER=clang++ \
                 -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
                 -DSWARMSGD_BUILD_TESTS=ON -DSWARMSGD_BUILD_EXAMPLES=OFF \
-                -DSWARMSGD_SANITIZE=thread
+                -DSWARMSGD_SANITIZE=thread -DSWARMSGD_TORCH=OFF
             cmake --build build-tsan --target swarmsgd_concurrency_tests -j "$JOBS"
             local -a prefix
             read -r -a prefix <<<"$(maybe_no_aslr)"
@@ -120,7 +123,8 @@ run_stage() {
                 -DCMAKE_CXX_COMPILER=clang++ \
                 -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g" \
                 -DSWARMSGD_BUILD_TESTS=ON -DSWARMSGD_BUILD_EXAMPLES=OFF -DSWARMSGD_SANITIZE= \
-                -DSWARMSGD_BUILD_FUZZERS=ON -DSWARMSGD_FUZZ_RUNS="${SWARMSGD_FUZZ_RUNS:-100000}"
+                -DSWARMSGD_BUILD_FUZZERS=ON -DSWARMSGD_FUZZ_RUNS="${SWARMSGD_FUZZ_RUNS:-100000}" \
+                -DSWARMSGD_TORCH=OFF
             cmake --build build-fuzz --target swarmsgd_fuzzers -j "$JOBS"
             ctest --test-dir build-fuzz --output-on-failure -j "$JOBS" -L fuzz --no-tests=error \
                 "${EXTRA_CTEST_ARGS[@]}"

@@ -103,7 +103,8 @@ public:
           options_(std::move(options)),
           core_(model, comm, std::move(quantizer), model_size(model),
                 rng((options_.validate(), options_.seed), comm.rank())),
-          optimizer_(options_.sgd, core_.size),
+          optimizer_(options_.optimizer == local_optimizer::builtin ? options_.sgd : sgd_options{},
+                     core_.size),
           exchange_(core_.size) {
         detail::require<topology_error>(graph.size() == comm.size(), "node ", comm.rank(),
                                         ": topology has ", graph.size(),
@@ -205,7 +206,8 @@ public:
 
     /// One local SGD step with gradient `grad` (flat, in the model's concatenated order).
     /// Throws size_mismatch_error for a wrong size and non_finite_error for a NaN/Inf gradient;
-    /// in both cases the model is unchanged.
+    /// in both cases the model is unchanged. With local_optimizer::external, your optimizer
+    /// takes the step instead and this throws invalid_argument_error.
     void apply_gradient(std::span<const value_type> grad) {
         check_gradient(grad.size(), detail::first_non_finite(grad.data(), grad.size()),
                        [&](std::size_t k) { return grad[k]; });
@@ -231,7 +233,8 @@ public:
     }
 
     /// Marks the end of a local step: serves the inbox and, when the local-step policy says so,
-    /// starts an interaction with a uniformly random neighbour.
+    /// starts an interaction with a uniformly random neighbour. With local_optimizer::external
+    /// this is the one call a training loop adds after its own optimizer's step.
     void after_local_step() {
         ++core_.stats.local_steps;
         poll();
@@ -408,6 +411,11 @@ private:
     template <class At>
     void check_gradient(std::size_t n, std::size_t bad, At at) const {
         using detail::concat;
+        if (options_.optimizer == local_optimizer::external)
+            throw invalid_argument_error(
+                concat("node ", rank(),
+                       ": apply_gradient on a node built with local_optimizer::external; your "
+                       "optimizer takes the step, then call after_local_step()"));
         if (n != core_.size)
             throw size_mismatch_error(concat("node ", rank(), ": gradient has ", n,
                                              " elements, the model has ", core_.size));

@@ -63,12 +63,34 @@ enum class failure_policy {
     return "unknown";
 }
 
+/// Who takes a node's local step. See docs/torch.md and docs/decisions.md (46).
+enum class local_optimizer {
+    /// The node's own SGD (sgd_options): apply_gradient(grad) takes the step.
+    builtin,
+    /// Your optimizer (a torch::optim::SGD or Adam, say) changes the model in place; the node
+    /// only averages: call after_local_step() after each of your steps. apply_gradient is
+    /// refused (invalid_argument_error), `sgd` is ignored and no momentum buffer is allocated.
+    /// Your optimizer's own state (momentum, Adam's moments) stays local: it is never averaged
+    /// or reset, and a node's checkpoint does not hold it (save it with your framework).
+    external,
+};
+
+/// Human-readable name of a local_optimizer.
+[[nodiscard]] inline const char* to_string(local_optimizer o) noexcept {
+    switch (o) {
+        case local_optimizer::builtin: return "builtin";
+        case local_optimizer::external: return "external";
+    }
+    return "unknown";
+}
+
 /// Options of a node.
 struct swarm_options {
-    averaging_mode mode = averaging_mode::nonblocking;  ///< how pairs average
-    failure_policy failure = failure_policy::fail;      ///< what a silent partner costs
-    local_steps steps = local_steps::fixed(1);          ///< local steps between interactions
-    sgd_options sgd;                                    ///< the local optimizer
+    averaging_mode mode = averaging_mode::nonblocking;     ///< how pairs average
+    failure_policy failure = failure_policy::fail;         ///< what a silent partner costs
+    local_steps steps = local_steps::fixed(1);             ///< local steps between interactions
+    sgd_options sgd;                                       ///< the built-in optimizer
+    local_optimizer optimizer = local_optimizer::builtin;  ///< who takes the local step
     /// Own interactions a node may have in flight at once (>= 1). When the limit is reached a
     /// due interaction is postponed to the next local step (counted in stats().postponed).
     std::size_t max_in_flight = 1;
@@ -105,6 +127,10 @@ struct swarm_options {
             failure == failure_policy::fail || failure == failure_policy::exclude,
             "swarm_options: failure = ", static_cast<int>(failure),
             " is not a failure_policy (fail or exclude)");
+        detail::require<invalid_argument_error>(
+            optimizer == local_optimizer::builtin || optimizer == local_optimizer::external,
+            "swarm_options: optimizer = ", static_cast<int>(optimizer),
+            " is not a local_optimizer (builtin or external)");
         detail::require<invalid_argument_error>(max_in_flight >= 1,
                                                 "swarm_options: max_in_flight = ", max_in_flight,
                                                 "; at least 1 interaction must be allowed");
