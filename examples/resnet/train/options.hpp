@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../../common/checks.hpp"
@@ -116,10 +117,12 @@ inline const std::vector<std::string> quantizer_names = {
             : "");
 }
 
-/// Parses argv. `mpi` rejects --nodes (the swarm has one node per rank). Throws usage_error
-/// naming the option and value for anything invalid, and for --help (message "help").
-[[nodiscard]] inline run_options parse_run_options(int argc, const char* const* argv, bool mpi) {
-    run_options o;
+/// Parses argv over `defaults` (another program's file names, say). `mpi` rejects --nodes (the
+/// swarm has one node per rank). Throws usage_error naming the option and value for anything
+/// invalid, and for --help (message "help").
+[[nodiscard]] inline run_options parse_run_options(int argc, const char* const* argv, bool mpi,
+                                                   run_options defaults = {}) {
+    run_options o = std::move(defaults);
     examples::command_line args(argc, argv);
     using examples::bad_usage;
     while (args.next()) {
