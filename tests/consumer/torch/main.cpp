@@ -5,6 +5,7 @@
 #include <swarmsgd/swarmsgd.hpp>
 #include <swarmsgd/torch.hpp>
 
+#include <atomic>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -27,6 +28,10 @@ int main() {
     swarmsgd::swarm_options options;
     options.optimizer = swarmsgd::local_optimizer::external;
     std::vector<std::string> errors(n);
+    // A node that is done keeps training until every node is: on a loaded machine one thread
+    // can finish long before another starts, and a finished node only serves averages, which
+    // would pull it halfway to an untrained partner each time.
+    std::atomic<std::size_t> done{0};
     std::vector<std::thread> threads;
     for (std::size_t i = 0; i < n; ++i)
         threads.emplace_back([&, i] {
@@ -34,7 +39,8 @@ int main() {
                 auto comm = world.endpoint_for(i);
                 swarmsgd::swarm_node node(models[i], comm, graph, options);
                 torch::optim::SGD opt(nets[i]->parameters(), torch::optim::SGDOptions(0.05));
-                for (int t = 0; t < 400; ++t) {
+                for (int t = 0; t < 400 || done.load() < n; ++t) {
+                    if (t == 400) ++done;
                     const auto x = torch::randn({16, 8});
                     opt.zero_grad();
                     torch::mse_loss(nets[i]->forward(x), torch::mm(x, w_true)).backward();
