@@ -27,6 +27,7 @@
 
 #include "general_identity.hpp"
 #include "mpi_scenario.hpp"
+#include "mpi_semantics.hpp"
 #include "semantics.hpp"
 
 using namespace swarmsgd;
@@ -114,65 +115,8 @@ bool mean_preserved(const run_result& r, double lr, bool& ok) {
     return ok;
 }
 
-/// The shared semantic suite's harness for MPI: this rank runs its own node, then every rank
-/// gathers all models so the same checks run everywhere. `Quant` picks the node's exchange.
-template <class Quant>
-struct mpi_harness {
-    sem::run_outcome operator()(const sem::scenario& s) const {
-        mpi_communicator comm;
-        const auto n = comm.size(), me = comm.rank();
-        std::vector<double> model = sem::initial_model(me, s.dim), sums(s.dim, 0.0), grad(s.dim);
-        const auto g = topology::complete(n);
-        node_stats stats;
-        {
-            swarm_node node(model, comm, g, s.options, Quant{});
-            for (std::size_t t = 0; t < s.steps; ++t) {
-                sem::gradient(s, me, model, grad);
-                for (std::size_t k = 0; k < s.dim; ++k) sums[k] += grad[k];
-                node.apply_gradient(grad);
-                std::this_thread::sleep_for(
-                    std::chrono::microseconds(me == 0 && s.straggler ? 1000 : 100));
-                node.after_local_step();
-            }
-            node.finish();
-            stats = node.stats();
-        }
-        sem::run_outcome o;
-        auto gather = [&](const std::vector<double>& mine) {
-            std::vector<double> all(n * s.dim);
-            MPI_Allgather(mine.data(), int(s.dim), MPI_DOUBLE, all.data(), int(s.dim), MPI_DOUBLE,
-                          MPI_COMM_WORLD);
-            std::vector<std::vector<double>> out(n);
-            for (std::size_t i = 0; i < n; ++i)
-                out[i].assign(all.begin() + long(i * s.dim), all.begin() + long((i + 1) * s.dim));
-            return out;
-        };
-        o.final = gather(model);
-        o.gradient_sums = gather(sums);
-        for (std::size_t i = 0; i < n; ++i) o.initial.push_back(sem::initial_model(i, s.dim));
-        unsigned long long mine[2] = {stats.interactions_completed, stats.interactions_served},
-                           total[2];
-        MPI_Allreduce(mine, total, 2, MPI_UNSIGNED_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
-        o.interactions_completed = total[0];
-        o.interactions_served = total[1];
-        return o;
-    }
-};
-
 double seconds_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-/// The shared semantic suite over `run`; every rank checks, rank 0 prints.
-template <class Harness>
-void run_semantics(Harness run, int size, bool& ok) {
-    const int rank = rank_of();
-    for (const auto& [what, failures] : sem::run_all(run, static_cast<std::size_t>(size))) {
-        if (rank == 0) std::printf("  %s: %s\n", what.c_str(), failures.empty() ? "ok" : "FAILED");
-        for (const auto& f : failures)
-            if (rank == 0) std::printf("    %s\n", f.c_str());
-        EXPECT(failures.empty());
-    }
 }
 
 /// Milliseconds on the monotonic clock, which every process of one machine shares.
@@ -455,11 +399,12 @@ bool scenario(const std::string& name) {
         if (name == "disagree_quantizer")
             EXPECT(what.find("has other parameters") != std::string::npos);
     } else if (name == "semantics") {
-        run_semantics(mpi_harness<identity_quantizer<double>>{}, size, ok);
+        sem::run_mpi_semantics(sem::mpi_harness<identity_quantizer<double>>{}, size, ok);
     } else if (name == "semantics_general") {
-        run_semantics(mpi_harness<test_support::general_identity<double>>{}, size, ok);
+        sem::run_mpi_semantics(sem::mpi_harness<test_support::general_identity<double>>{}, size,
+                               ok);
     } else if (name == "semantics_recovering") {
-        run_semantics(mpi_harness<lattice_quantizer<double>>{}, size, ok);
+        sem::run_mpi_semantics(sem::mpi_harness<lattice_quantizer<double>>{}, size, ok);
     } else if (name == "single") {
         const auto r = train(o, 100, std::chrono::microseconds(0));
         EXPECT(r.stats.interactions_initiated == 0);

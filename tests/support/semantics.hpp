@@ -6,9 +6,12 @@
 //
 // A harness is a callable:  run_outcome harness(const scenario& s)
 
+#include <chrono>
 #include <cmath>
 #include <cstddef>
+#include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <swarmsgd/swarmsgd.hpp>
@@ -112,6 +115,60 @@ inline failures converged(const scenario& s, const run_outcome& o, double tolera
                                                  offset + double(k)));
     return f;
 }
+
+/// A harness for any model type over the library's in-process drivers: the simulator's
+/// asynchronous schedule (Threads = false; a straggler runs at a tenth of the speed) or one
+/// thread per node (run_in_process; node 0 sleeps longer per step as the straggler), on the
+/// complete graph, with quantizer Quant. `IO` converts between the scenario's values and a
+/// model: `static Model make(const std::vector<double>&)` and
+/// `static std::vector<double> values(const Model&)` (a model must share its values with its
+/// copies, or be the one the driver trains: the driver is given `models` and IO::values reads
+/// the same objects afterwards).
+template <class Model, bool Threads, class Quant, class IO>
+struct driver_harness {
+    run_outcome operator()(const scenario& s) const {
+        run_outcome o;
+        for (std::size_t i = 0; i < s.nodes; ++i) o.initial.push_back(initial_model(i, s.dim));
+        o.gradient_sums.assign(s.nodes, std::vector<double>(s.dim, 0.0));
+        std::vector<Model> models;
+        for (const auto& x : o.initial) models.push_back(IO::make(x));
+        struct problem {
+            const scenario* s;
+            std::vector<std::vector<double>>* sums;
+            double gradient(std::size_t node, const Model& x, std::span<double> g,
+                            swarmsgd::rng&) const {
+                const double loss = semantics::gradient(*s, node, IO::values(x), g);
+                for (std::size_t k = 0; k < g.size(); ++k) (*sums)[node][k] += g[k];
+                if (Threads)
+                    std::this_thread::sleep_for(
+                        std::chrono::microseconds(node == 0 && s->straggler ? 200 : 20));
+                return loss;
+            }
+        } p{&s, &o.gradient_sums};
+        const auto g = swarmsgd::topology::complete(s.nodes);
+        if constexpr (Threads) {
+            const auto report = swarmsgd::run_in_process(models, g, p, s.steps, s.options, Quant{});
+            o.interactions_completed = report.total().interactions_completed;
+            o.interactions_served = report.total().interactions_served;
+        } else {
+            swarmsgd::simulator_options so;
+            so.node = s.options;
+            so.schedule = swarmsgd::simulation_schedule::asynchronous;
+            if (so.node.mode == swarmsgd::averaging_mode::blocking)
+                so.node.mode = swarmsgd::averaging_mode::nonblocking;
+            so.max_delay = 10;
+            so.speeds.assign(s.nodes, 1.0);
+            if (s.straggler) so.speeds[0] = 0.1;
+            swarmsgd::simulator<Model, problem, Quant> sim(models, g, p, so, Quant{});
+            sim.run(s.steps * s.nodes);
+            sim.drain();
+            o.interactions_completed = sim.total_stats().interactions_completed;
+            o.interactions_served = sim.total_stats().interactions_served;
+        }
+        for (const auto& m : models) o.final.push_back(IO::values(m));
+        return o;
+    }
+};
 
 /// The scenarios every communicator must pass; `run` is the harness.
 template <class Harness>

@@ -119,55 +119,17 @@ void check_every_quantizer() {
         }
 }
 
+/// Device models for the shared semantic suite's driver harness.
+template <class M>
+struct device_io {
+    static M make(const std::vector<double>& x) { return make_model<M>(x); }
+    static std::vector<double> values(const M& m) { return host_values(m); }
+};
 /// The shared semantic suite with device models: the simulator's asynchronous schedule, and one
 /// thread per node over the in-process communicator; through the general exchange (identity,
 /// the default) or the recovering one (lattice).
 template <class M, bool Threads, class Quant = identity_quantizer<double>>
-struct device_harness {
-    sem::run_outcome operator()(const sem::scenario& s) const {
-        sem::run_outcome o;
-        for (std::size_t i = 0; i < s.nodes; ++i) o.initial.push_back(sem::initial_model(i, s.dim));
-        o.gradient_sums.assign(s.nodes, std::vector<double>(s.dim, 0.0));
-        std::vector<M> models;
-        for (const auto& x : o.initial) models.push_back(make_model<M>(x));
-        struct problem {
-            const sem::scenario* s;
-            std::vector<std::vector<double>>* sums;
-            bool pace;
-            double gradient(std::size_t node, const M& x, std::span<double> g, rng&) const {
-                const auto h = host_values(x);
-                const double loss = sem::gradient(*s, node, h, g);
-                for (std::size_t k = 0; k < g.size(); ++k) (*sums)[node][k] += g[k];
-                if (pace)
-                    std::this_thread::sleep_for(
-                        std::chrono::microseconds(node == 0 && s->straggler ? 200 : 20));
-                return loss;
-            }
-        } p{&s, &o.gradient_sums, Threads};
-        const auto g = topology::complete(s.nodes);
-        if constexpr (Threads) {
-            const auto report = run_in_process(models, g, p, s.steps, s.options, Quant{});
-            o.interactions_completed = report.total().interactions_completed;
-            o.interactions_served = report.total().interactions_served;
-        } else {
-            simulator_options so;
-            so.node = s.options;
-            so.schedule = simulation_schedule::asynchronous;
-            if (so.node.mode == averaging_mode::blocking)
-                so.node.mode = averaging_mode::nonblocking;
-            so.max_delay = 10;
-            so.speeds.assign(s.nodes, 1.0);
-            if (s.straggler) so.speeds[0] = 0.1;
-            simulator<M, problem, Quant> sim(models, g, p, so, Quant{});
-            sim.run(s.steps * s.nodes);
-            sim.drain();
-            o.interactions_completed = sim.total_stats().interactions_completed;
-            o.interactions_served = sim.total_stats().interactions_served;
-        }
-        for (const auto& m : models) o.final.push_back(host_values(m));
-        return o;
-    }
-};
+using device_harness = sem::driver_harness<M, Threads, Quant, device_io<M>>;
 
 }  // namespace
 

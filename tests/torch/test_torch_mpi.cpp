@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "mpi_scenario.hpp"
+#include "mpi_semantics.hpp"
 #include "semantics.hpp"
 
 using namespace swarmsgd;
@@ -28,56 +29,18 @@ namespace sem = test_support::semantics;
 
 namespace {
 
-/// Every rank's vector, in rank order.
-std::vector<std::vector<double>> all_gather(const std::vector<double>& mine, std::size_t n) {
-    std::vector<double> all(n * mine.size());
-    MPI_Allgather(mine.data(), int(mine.size()), MPI_DOUBLE, all.data(), int(mine.size()),
-                  MPI_DOUBLE, MPI_COMM_WORLD);
-    std::vector<std::vector<double>> out(n);
-    for (std::size_t i = 0; i < n; ++i)
-        out[i].assign(all.begin() + long(i * mine.size()),
-                      all.begin() + long((i + 1) * mine.size()));
-    return out;
-}
-
-/// The semantic suite's harness: this rank's model is a torch_model<double> of two tensors.
-struct torch_mpi_harness {
-    sem::run_outcome operator()(const sem::scenario& s) const {
-        mpi_communicator comm;
-        const auto n = comm.size(), me = comm.rank();
-        const auto x0 = sem::initial_model(me, s.dim);
-        const auto k = static_cast<std::int64_t>(s.dim / 2);
-        auto all = torch::tensor(x0, torch::kFloat64);
-        std::vector<torch::Tensor> tensors{all.slice(0, 0, k).clone(), all.slice(0, k).clone()};
-        torch_model<double> model(tensors, {"weight", "bias"});
-        std::vector<double> x(s.dim), sums(s.dim, 0.0), grad(s.dim);
-        const auto g = topology::complete(n);
-        node_stats stats;
-        {
-            swarm_node node(model, comm, g, s.options);
-            for (std::size_t t = 0; t < s.steps; ++t) {
-                gather(std::as_const(model), std::span<double>(x));
-                sem::gradient(s, me, x, grad);
-                for (std::size_t j = 0; j < s.dim; ++j) sums[j] += grad[j];
-                node.apply_gradient(grad);
-                std::this_thread::sleep_for(
-                    std::chrono::microseconds(me == 0 && s.straggler ? 1000 : 100));
-                node.after_local_step();
-            }
-            node.finish();
-            stats = node.stats();
-        }
-        gather(std::as_const(model), std::span<double>(x));
-        sem::run_outcome o;
-        o.final = all_gather(x, n);
-        o.gradient_sums = all_gather(sums, n);
-        for (std::size_t i = 0; i < n; ++i) o.initial.push_back(sem::initial_model(i, s.dim));
-        unsigned long long mine[2] = {stats.interactions_completed, stats.interactions_served},
-                           total[2];
-        MPI_Allreduce(mine, total, 2, MPI_UNSIGNED_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
-        o.interactions_completed = total[0];
-        o.interactions_served = total[1];
-        return o;
+/// torch_model<double>s of two tensors for the suite's MPI harness.
+struct torch_io {
+    static torch_model<double> make(const std::vector<double>& x) {
+        const auto k = static_cast<std::int64_t>(x.size() / 2);
+        auto all = torch::tensor(x, torch::kFloat64);
+        return torch_model<double>({all.slice(0, 0, k).clone(), all.slice(0, k).clone()},
+                                   {"weight", "bias"});
+    }
+    static std::vector<double> values(const torch_model<double>& m) {
+        std::vector<double> out(m.elements());
+        gather(m, std::span<double>(out));
+        return out;
     }
 };
 
@@ -86,14 +49,7 @@ bool scenario(const std::string& name) {
     const int size = test_support::size_of(), rank = rank_of();
     at::set_num_threads(1);
     if (name == "semantics") {
-        torch_mpi_harness run;
-        for (const auto& [what, failures] : sem::run_all(run, static_cast<std::size_t>(size))) {
-            if (rank == 0)
-                std::printf("  %s: %s\n", what.c_str(), failures.empty() ? "ok" : "FAILED");
-            for (const auto& f : failures)
-                if (rank == 0) std::printf("    %s\n", f.c_str());
-            EXPECT(failures.empty());
-        }
+        sem::run_mpi_semantics(sem::mpi_harness<identity_quantizer<double>, torch_io>{}, size, ok);
     } else if (name == "external") {
         mpi_communicator comm;
         torch::manual_seed(1 + static_cast<std::uint64_t>(rank));
@@ -131,8 +87,8 @@ bool scenario(const std::string& name) {
         gather(std::as_const(model), std::span<float>(after));
         std::vector<double> final(after.begin(), after.end());
         const auto n = static_cast<std::size_t>(size);
-        const auto finals = all_gather(final, n), initials = all_gather(initial, n),
-                   moves = all_gather(moved, n);
+        const auto finals = sem::all_gather(final, n), initials = sem::all_gather(initial, n),
+                   moves = sem::all_gather(moved, n);
         double worst = 0;
         for (std::size_t k = 0; k < final.size(); ++k) {
             double got = 0, expected = 0;
