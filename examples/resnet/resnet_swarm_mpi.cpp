@@ -35,6 +35,7 @@
 #include "train/epoch_monitor.hpp"
 #include "train/epoch_record.hpp"
 #include "train/evaluation.hpp"
+#include "train/mpi_program.hpp"
 #include "train/options.hpp"
 #include "train/plan_export.hpp"
 #include "train/plot.hpp"
@@ -395,21 +396,13 @@ int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quan
             "sent %s\n",
             wall, 100 * total_averaging / static_cast<double>(n),
             rn::format_bytes(static_cast<double>(r.bytes_sent)).c_str());
-        std::printf("Per-epoch results: %s\n", std::filesystem::absolute(o.csv).c_str());
-        if (!o.plot.empty()) {
-            const std::string algorithm = o.algorithm == "swarm"       ? "Swarm SGD"
-                                          : o.algorithm == "allreduce" ? "allreduce SGD"
-                                                                       : "local SGD";
-            const std::string title = algorithm + ", " + std::to_string(n) + " MPI ranks, " +
-                                      o.quantizer + ", ResNet-" + std::to_string(config.depth) +
-                                      " on " + d.train.name;
-            const rn::plot_outcome p = rn::plot_epochs(o.csv, o.plot, title, records);
-            if (p.made)
-                std::printf("Plot: %s\n", std::filesystem::absolute(o.plot).c_str());
-            else
-                std::printf("Plot: none: %s; the figures are in the CSV above\n",
-                            p.message.c_str());
-        }
+        const std::string algorithm = o.algorithm == "swarm"       ? "Swarm SGD"
+                                      : o.algorithm == "allreduce" ? "allreduce SGD"
+                                                                   : "local SGD";
+        rn::report_outputs(o.csv, o.plot,
+                           algorithm + ", " + std::to_string(n) + " MPI ranks, " + o.quantizer +
+                               ", ResNet-" + std::to_string(config.depth) + " on " + d.train.name,
+                           records);
         std::printf("Test accuracy: mean model %.2f%%, rank 0 %.2f%%\n", 100 * r.acc_mean,
                     100 * r.acc_node0);
         return 0;
@@ -419,25 +412,10 @@ int train(const rn::run_options& o, swarmsgd::mpi_communicator& comm, Quant quan
 }  // namespace
 
 int main(int argc, char** argv) {
-    swarmsgd::mpi_environment env(argc, argv);
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    try {
-        const rn::run_options o = rn::parse_run_options(argc, argv, true);
-        swarmsgd::mpi_communicator comm;
-        return rn::with_quantizer(o.quantizer,
-                                  [&](auto q) { return train(o, comm, std::move(q)); });
-    } catch (const rn::usage_error& e) {
-        if (rank == 0) {
-            if (std::string(e.what()) == "help")
-                std::printf("%s", rn::usage_text("resnet_swarm_mpi", true).c_str());
-            else
-                std::fprintf(stderr, "resnet_swarm_mpi: %s\n%s", e.what(),
-                             rn::usage_text("resnet_swarm_mpi", true).c_str());
-        }
-        return std::string(e.what()) == "help" ? 0 : 2;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "resnet_swarm_mpi (rank %d): %s\n", rank, e.what());
-        MPI_Abort(MPI_COMM_WORLD, 1);
-    }
+    return rn::mpi_main(argc, argv, "resnet_swarm_mpi", rn::run_options{},
+                        [](const rn::run_options& o) {
+                            swarmsgd::mpi_communicator comm;
+                            return rn::with_quantizer(
+                                o.quantizer, [&](auto q) { return train(o, comm, std::move(q)); });
+                        });
 }

@@ -22,6 +22,7 @@
 
 #include "../common/mpi_reductions.hpp"
 #include "../resnet/train/epoch_record.hpp"
+#include "../resnet/train/mpi_program.hpp"
 #include "../resnet/train/options.hpp"
 #include "../resnet/train/plot.hpp"
 #include "../resnet/train/progress_bar.hpp"
@@ -189,16 +190,10 @@ int run(const rn::run_options& o, const rn::training_data& d, Quant quantizer) {
                 wall, static_cast<double>(total[0]) * o.batch / wall, initial.size());
     std::printf("Interactions: %llu completed; averaging share of time %.2f%%\n", total[1],
                 100 * averaging_total / (wall * static_cast<double>(n)));
-    std::printf("Per-epoch results: %s\n", std::filesystem::absolute(o.csv).c_str());
-    if (!o.plot.empty()) {
-        const std::string title = concat("Swarm SGD in LibTorch, ", n, " MPI ranks, ", o.quantizer,
-                                         ", ResNet-", config.depth, " on ", d.train.name);
-        const rn::plot_outcome p = rn::plot_epochs(o.csv, o.plot, title, records);
-        if (p.made)
-            std::printf("Plot: %s\n", std::filesystem::absolute(o.plot).c_str());
-        else
-            std::printf("Plot: none: %s; the figures are in the CSV above\n", p.message.c_str());
-    }
+    rn::report_outputs(o.csv, o.plot,
+                       concat("Swarm SGD in LibTorch, ", n, " MPI ranks, ", o.quantizer,
+                              ", ResNet-", config.depth, " on ", d.train.name),
+                       records);
     std::printf("Test accuracy: mean model %.2f%%, rank 0 %.2f%%\n", 100 * records.back().acc_mean,
                 100 * records.back().acc_node0);
     return 0;
@@ -207,32 +202,17 @@ int run(const rn::run_options& o, const rn::training_data& d, Quant quantizer) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    swarmsgd::mpi_environment env(argc, argv);
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    try {
-        rn::run_options defaults;
-        defaults.csv = "resnet_torch_swarm_mpi.csv";
-        defaults.plot = "resnet_torch_swarm_mpi.png";
-        const rn::run_options o = rn::parse_run_options(argc, argv, true, defaults);
-        if (o.algorithm != "swarm" || !o.export_plan.empty() || o.checkpoint_every != 0 || o.resume)
-            throw rn::usage_error(
-                "--algorithm, --export-plan, --checkpoint-every and --resume belong to "
-                "resnet_swarm_mpi (the Eigen example); this program runs Swarm SGD only");
-        const rn::training_data d = rn::load_training_data(o);
-        return rn::with_quantizer(o.quantizer, [&](auto q) { return run(o, d, std::move(q)); });
-    } catch (const rn::usage_error& e) {
-        if (rank == 0) {
-            if (std::string(e.what()) == "help")
-                std::printf("%s", rn::usage_text("resnet_torch_swarm_mpi", true).c_str());
-            else
-                std::fprintf(stderr, "resnet_torch_swarm_mpi: %s\n%s", e.what(),
-                             rn::usage_text("resnet_torch_swarm_mpi", true).c_str());
-        }
-        return std::string(e.what()) == "help" ? 0 : 2;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "resnet_torch_swarm_mpi: rank %d: %s\n", rank, e.what());
-        MPI_Abort(MPI_COMM_WORLD, 1);
-        return 1;
-    }
+    rn::run_options defaults;
+    defaults.csv = "resnet_torch_swarm_mpi.csv";
+    defaults.plot = "resnet_torch_swarm_mpi.png";
+    return rn::mpi_main(
+        argc, argv, "resnet_torch_swarm_mpi", defaults, [](const rn::run_options& o) {
+            if (o.algorithm != "swarm" || !o.export_plan.empty() || o.checkpoint_every != 0 ||
+                o.resume)
+                throw rn::usage_error(
+                    "--algorithm, --export-plan, --checkpoint-every and --resume belong to "
+                    "resnet_swarm_mpi (the Eigen example); this program runs Swarm SGD only");
+            const rn::training_data d = rn::load_training_data(o);
+            return rn::with_quantizer(o.quantizer, [&](auto q) { return run(o, d, std::move(q)); });
+        });
 }

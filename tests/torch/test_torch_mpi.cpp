@@ -22,27 +22,14 @@
 #include "mpi_scenario.hpp"
 #include "mpi_semantics.hpp"
 #include "semantics.hpp"
+#include "torch_io.hpp"
 
 using namespace swarmsgd;
 using test_support::rank_of;
 namespace sem = test_support::semantics;
+using test_support::torch_io;
 
 namespace {
-
-/// torch_model<double>s of two tensors for the suite's MPI harness.
-struct torch_io {
-    static torch_model<double> make(const std::vector<double>& x) {
-        const auto k = static_cast<std::int64_t>(x.size() / 2);
-        auto all = torch::tensor(x, torch::kFloat64);
-        return torch_model<double>({all.slice(0, 0, k).clone(), all.slice(0, k).clone()},
-                                   {"weight", "bias"});
-    }
-    static std::vector<double> values(const torch_model<double>& m) {
-        std::vector<double> out(m.elements());
-        gather(m, std::span<double>(out));
-        return out;
-    }
-};
 
 bool scenario(const std::string& name) {
     bool ok = true;

@@ -9,36 +9,18 @@
 #include <swarmsgd/quantizers/lattice.hpp>
 #include <swarmsgd/swarmsgd.hpp>
 
-#include <chrono>
 #include <cstring>
 #include <span>
-#include <thread>
 #include <vector>
 
 #include "semantics.hpp"
+#include "torch_io.hpp"
 
 using namespace swarmsgd;
 namespace sem = test_support::semantics;
+using test_support::torch_io;
 
 namespace {
-
-/// torch_model<double>s for the shared semantic suite's driver harness: the values in two
-/// tensors (a 1 x k "weight" and the rest as "bias"); the model holds handles to them, so its
-/// copies share them.
-struct torch_io {
-    static torch_model<double> make(const std::vector<double>& x) {
-        const auto k = static_cast<std::int64_t>(x.size() / 2);
-        auto all = torch::tensor(x, torch::kFloat64);
-        return torch_model<double>(
-            {all.slice(0, 0, k).reshape({1, k}).clone(), all.slice(0, k).clone()},
-            {"weight", "bias"});
-    }
-    static std::vector<double> values(const torch_model<double>& m) {
-        std::vector<double> out(m.elements());
-        gather(m, std::span<double>(out));
-        return out;
-    }
-};
 
 template <bool Threads, class Quant>
 struct torch_harness : sem::driver_harness<torch_model<double>, Threads, Quant, torch_io> {

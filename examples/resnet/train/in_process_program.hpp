@@ -208,18 +208,11 @@ int in_process_main(int argc, char** argv, const program_text& text, const run_o
             static_cast<unsigned long long>(total.postponed), 100 * r.report.averaging_share(),
             format_bytes(static_cast<double>(total.bytes_sent)).c_str(),
             static_cast<unsigned long long>(total.recovered_elements));
-        std::printf("Per-epoch results: %s\n", std::filesystem::absolute(o.csv).c_str());
-        if (!o.plot.empty()) {
-            const std::string title = "Swarm SGD" + text.swarm + ", " + std::to_string(o.nodes) +
-                                      " nodes, " + o.quantizer + ", ResNet-" +
-                                      std::to_string(config.depth) + " on " + d.train.name;
-            const plot_outcome p = plot_epochs(o.csv, o.plot, title, r.epochs);
-            if (p.made)
-                std::printf("Plot: %s\n", std::filesystem::absolute(o.plot).c_str());
-            else
-                std::printf("Plot: none: %s; the figures are in the CSV above\n",
-                            p.message.c_str());
-        }
+        report_outputs(o.csv, o.plot,
+                       "Swarm SGD" + text.swarm + ", " + std::to_string(o.nodes) + " nodes, " +
+                           o.quantizer + ", ResNet-" + std::to_string(config.depth) + " on " +
+                           d.train.name,
+                       r.epochs);
         std::printf("Test accuracy: mean model %.2f%%, node 0 %.2f%%\n", 100 * r.acc_mean,
                     100 * r.acc_node0);
         return 0;

@@ -129,4 +129,17 @@ struct plot_outcome {
     return out;
 }
 
+/// What the programs print at the end about their files: where the CSV is, and the plot of
+/// `rows` titled `title` (none when `png` is empty; when gnuplot is missing or fails, why).
+inline void report_outputs(const std::string& csv, const std::string& png, const std::string& title,
+                           const std::vector<epoch_record>& rows) {
+    std::printf("Per-epoch results: %s\n", std::filesystem::absolute(csv).c_str());
+    if (png.empty()) return;
+    const plot_outcome p = plot_epochs(csv, png, title, rows);
+    if (p.made)
+        std::printf("Plot: %s\n", std::filesystem::absolute(png).c_str());
+    else
+        std::printf("Plot: none: %s; the figures are in the CSV above\n", p.message.c_str());
+}
+
 }  // namespace swarmsgd::examples::resnet
