@@ -266,8 +266,15 @@ bool scenario(const std::string& name) {
             }
         };
         if (name == "hang_dpsgd") {
-            dpsgd_node node(model, comm, g,
-                            with_timeouts(dpsgd_options{}, std::chrono::seconds(2)));
+            // The hung rank's neighbours wait on it directly; the others wait on those
+            // neighbours, which stop sending once they are stuck. So that a neighbour (naming
+            // the hung rank) times out first even when the scheduler delays it, the other
+            // ranks wait twice as long. (With one timeout, rank 1 reported rank 0 first in
+            // one MPICH run on the loaded CI machine, and aborted the job before them.)
+            const bool waits_on_hung = rank == 0 || rank == size - 2;
+            dpsgd_node node(
+                model, comm, g,
+                with_timeouts(dpsgd_options{}, std::chrono::seconds(waits_on_hung ? 2 : 4)));
             run(node);
         } else {
             auto o = with_timeouts(allreduce_sgd_options{}, std::chrono::seconds(2));
