@@ -4,6 +4,7 @@
 /// communicators, identity quantizer, topologies). It pulls in nothing optional: include
 /// <swarmsgd/eigen.hpp> (Eigen adapter) yourself where you need it.
 
+#include "block_communicator.hpp"
 #include "communicator.hpp"
 #include "communicators/in_process.hpp"
 #include "communicators/simulated.hpp"
@@ -12,6 +13,7 @@
 #include "in_process_swarm.hpp"
 #include "local_steps.hpp"
 #include "message.hpp"
+#include "message_block_pool.hpp"
 #include "model.hpp"
 #include "node_stats.hpp"
 #include "problem.hpp"

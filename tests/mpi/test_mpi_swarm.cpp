@@ -1,7 +1,7 @@
 // Swarm SGD over MPI, one node per rank. Run under mpiexec with a scenario name:
 //   test_mpi_swarm <semantics|semantics_general|semantics_recovering|mean|blocking|crossed|
 //                   straggler|size_mismatch|disagree_mode|disagree_topology|disagree_quantizer|
-//                   single|fault|hang|rendezvous|teardown|teardown_tcp>
+//                   single|fault|hang|rendezvous|teardown|teardown_tcp|blocks>
 // `semantics` runs the shared suite (tests/support/semantics.hpp: mean preservation with a
 // straggler, gossip to consensus, convergence on a convex problem) through the exact exchange
 // (identity); `semantics_general` through the general one (general_identity: identity's bytes
@@ -9,6 +9,7 @@
 // checks its part; the ranks agree on the verdict with one allreduce, and rank 0 prints "mpi
 // <scenario> ranks=<n>: PASSED" (exit 0) or FAILED (exit 1).
 #include <swarmsgd/communicators/mpi.hpp>
+#include <swarmsgd/message_block_pool.hpp>
 #include <swarmsgd/quantizers/lattice.hpp>
 #include <swarmsgd/quantizers/min_max.hpp>
 #include <swarmsgd/swarmsgd.hpp>
@@ -598,6 +599,97 @@ bool scenario(const std::string& name) {
             node.after_local_step();
         }
         EXPECT(false);
+    } else if (name == "blocks") {
+        // The block capability (block_communicator.hpp): every rank sends every other rank
+        // messages from empty to 3 MiB (eager and rendezvous), alternately with isend_block and
+        // isend; the receiver takes them with try_receive_block (first until one arrives, with
+        // a source that throws once and then gives a block too small once), then alternately
+        // with try_receive. Every message arrives once, intact, in its sender's order.
+        mpi_communicator comm;
+        const std::size_t n = comm.size(), me = comm.rank();
+        const std::vector<std::size_t> sizes{0, 1, 40, 4096, 70000, std::size_t{3} << 20};
+        const auto content = [](std::size_t from, std::size_t to, std::size_t k, std::size_t i) {
+            return static_cast<std::byte>((from * 131 + to * 17 + k * 7 + i) & 0xFF);
+        };
+        struct flaky_source final : message_block_source {
+            message_block_pool<> pool;
+            bool threw = false, gave_short = false;
+            message_block acquire(std::size_t bytes) override {
+                if (!threw) {
+                    threw = true;
+                    throw std::runtime_error("no pinned memory left");
+                }
+                if (!gave_short && bytes > 1) {  // one byte short (no block is short for 0)
+                    gave_short = true;
+                    return {std::shared_ptr<std::byte>(new std::byte[bytes - 1],
+                                                       std::default_delete<std::byte[]>()),
+                            bytes - 1};
+                }
+                return pool.acquire(bytes);
+            }
+        } source;
+        message_block_pool<> send_pool;
+        std::vector<mpi_send_request> sends;
+        for (std::size_t k = 0; k < sizes.size(); ++k)
+            for (std::size_t dest = 0; dest < n; ++dest) {
+                if (dest == me) continue;
+                if (k % 2 == 0) {
+                    auto block = send_pool.acquire(sizes[k]);
+                    for (std::size_t i = 0; i < sizes[k]; ++i)
+                        block.data()[i] = content(me, dest, k, i);
+                    sends.push_back(comm.isend_block(dest, std::move(block), sizes[k]));
+                } else {
+                    std::vector<std::byte> bytes(sizes[k]);
+                    for (std::size_t i = 0; i < sizes[k]; ++i) bytes[i] = content(me, dest, k, i);
+                    sends.push_back(comm.isend(dest, std::move(bytes)));
+                }
+            }
+        std::vector<std::size_t> next(n, 0);
+        std::size_t received = 0, thrown = 0, too_small = 0, by_block = 0;
+        const auto check = [&](std::size_t from, std::span<const std::byte> bytes) {
+            EXPECT(from < n && from != me && next[from] < sizes.size());
+            if (from >= n || next[from] >= sizes.size()) return;
+            const std::size_t k = next[from]++;
+            EXPECT(bytes.size() == sizes[k]);
+            bool intact = bytes.size() == sizes[k];
+            for (std::size_t i = 0; intact && i < bytes.size(); ++i)
+                intact = bytes[i] == content(from, me, k, i);
+            EXPECT(intact);
+            ++received;
+        };
+        const std::size_t total = (n - 1) * sizes.size();
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+        for (std::size_t call = 0; received < total && std::chrono::steady_clock::now() < deadline;
+             ++call) {
+            for (auto& r : sends) (void)r.test();  // progress our rendezvous sends
+            if (by_block == 0 || call % 2 == 0) {
+                try {
+                    if (auto m = comm.try_receive_block(source)) {
+                        EXPECT(m->block.capacity() >= m->size);
+                        check(m->source, m->bytes());
+                        ++by_block;
+                    }
+                } catch (const invalid_argument_error& e) {
+                    ++too_small;
+                    EXPECT(std::string(e.what()).find("but the block holds only") !=
+                           std::string::npos);
+                } catch (const std::runtime_error& e) {
+                    ++thrown;
+                    EXPECT(std::string(e.what()) == "no pinned memory left");
+                }
+            } else if (auto m = comm.try_receive()) {
+                check(m->source, m->bytes);
+            }
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+        std::printf("  rank %zu: %zu of %zu messages, %zu into blocks\n", me, received, total,
+                    by_block);
+        EXPECT(received == total);
+        EXPECT(thrown == 1 && too_small == 1);
+        EXPECT(by_block >= 1);
+        for (auto& r : sends) EXPECT(r.wait(std::chrono::seconds(30)));
+        MPI_Barrier(MPI_COMM_WORLD);
+        EXPECT(!comm.try_receive());  // nothing arrived twice
     } else {
         std::fprintf(stderr, "unknown scenario '%s'\n", name.c_str());
         return false;

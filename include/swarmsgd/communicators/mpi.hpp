@@ -15,6 +15,9 @@
 ///   cores leave the cores to the ranks that compute;
 /// - the shutdown protocol's "done" is a non-blocking barrier (MPI_Ibarrier): announce_done()
 ///   enters it, all_done() tests it, while the node keeps answering requests;
+/// - OPTIONAL block capability (block_communicator.hpp): try_receive_block has MPI receive
+///   straight into memory the caller lends (page-locked blocks of a CUDA node), isend_block
+///   sends straight from it;
 /// - OPTIONAL native_allreduce capability (baselines/native_allreduce.hpp): iallreduce_sum
 ///   starts an MPI_Iallreduce, which allreduce SGD and local SGD use instead of their ring.
 /// MPI_Init is not called unless you ask for it with mpi_environment.
@@ -39,6 +42,8 @@
 #include <climits>
 #include <concepts>
 #include <cstddef>
+#include <cstring>
+#include <exception>
 #include <optional>
 #include <span>
 #include <string>
@@ -47,6 +52,7 @@
 #include <vector>
 
 #include "../agreement.hpp"
+#include "../block_communicator.hpp"
 #include "../communicator.hpp"
 #include "../errors.hpp"
 
@@ -119,13 +125,19 @@ public:
     /// Takes ownership of a started request and of the buffer it sends.
     mpi_send_request(MPI_Request request, std::vector<std::byte> buffer)
         : request_(request), buffer_(std::move(buffer)) {}
+    /// Takes ownership of a started request and keeps the caller's block it sends from alive.
+    mpi_send_request(MPI_Request request, message_block block)
+        : request_(request), block_(std::move(block)) {}
     mpi_send_request(mpi_send_request&& o) noexcept
-        : request_(std::exchange(o.request_, MPI_REQUEST_NULL)), buffer_(std::move(o.buffer_)) {}
+        : request_(std::exchange(o.request_, MPI_REQUEST_NULL)),
+          buffer_(std::move(o.buffer_)),
+          block_(std::move(o.block_)) {}
     mpi_send_request& operator=(mpi_send_request&& o) noexcept {
         if (this != &o) {
             release();
             request_ = std::exchange(o.request_, MPI_REQUEST_NULL);
             buffer_ = std::move(o.buffer_);
+            block_ = std::move(o.block_);
         }
         return *this;
     }
@@ -153,7 +165,8 @@ public:
         MPI_Finalized(&finalized);
         if (finalized == 0) MPI_Request_free(&request_);
         request_ = MPI_REQUEST_NULL;
-        new std::vector<std::byte>(std::move(buffer_));  // deliberately leaked, see above
+        new std::vector<std::byte>(std::move(buffer_));    // deliberately leaked, see above
+        if (block_) new message_block(std::move(block_));  // likewise: never recycled
     }
 
     /// Waits at most `timeout` for the send to complete.
@@ -179,6 +192,7 @@ private:
 
     MPI_Request request_ = MPI_REQUEST_NULL;
     std::vector<std::byte> buffer_;
+    message_block block_;  // the caller's memory, when sent by isend_block
 };
 
 /// A pending MPI_Iallreduce (sum) started by mpi_communicator::iallreduce_sum: owns the
@@ -313,23 +327,67 @@ public:
         return {request, std::move(bytes)};
     }
 
+    /// The block capability (block_communicator.hpp): starts an MPI_Isend of the block's first
+    /// `size` bytes, straight from the block (which the request keeps alive until the send
+    /// completed, or for ever if it has to be detached).
+    mpi_send_request isend_block(std::size_t dest, message_block block, std::size_t size) {
+        using detail::require;
+        require_usable("isend_block");
+        require<invalid_argument_error>(dest < size_, "mpi isend_block from rank ", rank_,
+                                        " to rank ", dest, " but the communicator has ", size_,
+                                        " ranks");
+        detail::require_block_fits(block, size, "mpi isend_block from rank ", rank_, " to rank ",
+                                   dest);
+        require<invalid_argument_error>(size <= static_cast<std::size_t>(INT_MAX),
+                                        "mpi isend_block: message of ", size,
+                                        " bytes exceeds MPI's int count limit ", INT_MAX);
+        MPI_Request request = MPI_REQUEST_NULL;
+        mpi_check(MPI_Isend(block.data(), static_cast<int>(size), MPI_BYTE, static_cast<int>(dest),
+                            tag, comm_, &request),
+                  "MPI_Isend");
+        return {request, std::move(block)};
+    }
+
     /// Receives the next message that has arrived completely, if any (never blocks): starts
     /// the receive of every message that has begun to arrive, then hands over the oldest one
     /// whose data is all there and which no older message of the same sender precedes.
     std::optional<received_message> try_receive() {
         require_usable("try_receive");
-        match_arrivals();
-        for (auto it = receiving_.begin(); it != receiving_.end(); ++it) {
-            if (!complete(*it)) continue;
-            const bool older_from_same_sender = std::any_of(
-                receiving_.begin(), it,
-                [&](const pending_receive& p) { return p.message.source == it->message.source; });
-            if (older_from_same_sender) continue;
-            received_message m = std::move(it->message);
-            receiving_.erase(it);
-            return m;
+        match_arrivals(nullptr);
+        const auto it = next_complete();
+        if (it == receiving_.end()) return std::nullopt;
+        received_message m{it->source, std::move(it->bytes)};
+        if (it->block) {  // received by try_receive_block's matching: copied out of the block
+            const auto* from = it->block.data();
+            m.bytes.assign(from, from + it->size);
         }
-        return std::nullopt;
+        receiving_.erase(it);
+        return m;
+    }
+
+    /// The block capability (block_communicator.hpp): as try_receive, but every message that
+    /// begins to arrive is received by MPI straight into a block from `source`, and the message
+    /// handed over is in its block (a message matched earlier by try_receive is copied into
+    /// one). When `source` throws or gives a block too small, the message is received into the
+    /// communicator's own memory instead (nothing is lost) and the error is rethrown; a later
+    /// call hands it over.
+    std::optional<received_block> try_receive_block(message_block_source& source) {
+        require_usable("try_receive_block");
+        match_arrivals(&source);
+        const auto it = next_complete();
+        if (it == receiving_.end()) return std::nullopt;
+        if (!it->block) {
+            const std::size_t size = it->bytes.size();
+            message_block block = source.acquire(size);
+            detail::require_block_fits(block, size, "mpi try_receive_block on rank ", rank_,
+                                       ", message from rank ", it->source);
+            if (size != 0) std::memcpy(block.data(), it->bytes.data(), size);
+            it->block = std::move(block);
+            it->size = size;
+        }
+        received_block r{it->source, std::move(it->block), it->size};
+        receiving_.erase(it);
+        return r;
     }
 
     /// Messages matched whose data is still arriving (their senders must progress them).
@@ -429,12 +487,28 @@ public:
     static constexpr int tag = 0x5357;
 
 private:
-    /// A matched message whose MPI_Imrecv is in flight (its buffer is message.bytes).
+    /// A matched message whose MPI_Imrecv is in flight, into `block` (its first `size` bytes)
+    /// when try_receive_block matched it, else into `bytes`.
     struct pending_receive {
-        received_message message;
+        std::size_t source = 0;
+        std::vector<std::byte> bytes;
+        message_block block;
+        std::size_t size = 0;
         MPI_Request request = MPI_REQUEST_NULL;
         bool done = false;
     };
+
+    /// The oldest receive that is complete and that no older message of its sender precedes.
+    std::vector<pending_receive>::iterator next_complete() {
+        for (auto it = receiving_.begin(); it != receiving_.end(); ++it) {
+            if (!complete(*it)) continue;
+            const bool older_from_same_sender =
+                std::any_of(receiving_.begin(), it,
+                            [&](const pending_receive& p) { return p.source == it->source; });
+            if (!older_from_same_sender) return it;
+        }
+        return receiving_.end();
+    }
 
     /// Throws mpi_error when this object was moved from (see the move constructor).
     void require_usable(const char* member) const {
@@ -467,8 +541,9 @@ private:
         MPI_Comm_free(&comm_);  // sets comm_ to MPI_COMM_NULL
     }
 
-    /// Starts an MPI_Imrecv for every message that has begun to arrive.
-    void match_arrivals() {
+    /// Starts an MPI_Imrecv for every message that has begun to arrive: into a block from
+    /// `source` when there is one (see try_receive_block for its errors), else into a vector.
+    void match_arrivals(message_block_source* source) {
         while (true) {
             int flag = 0;
             MPI_Message handle = MPI_MESSAGE_NULL;
@@ -479,12 +554,26 @@ private:
             int count = 0;
             mpi_check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
             pending_receive p;
-            p.message.source = static_cast<std::size_t>(status.MPI_SOURCE);
-            p.message.bytes.resize(static_cast<std::size_t>(count));
-            // The vector's storage does not move when p is moved into receiving_.
-            mpi_check(MPI_Imrecv(p.message.bytes.data(), count, MPI_BYTE, &handle, &p.request),
-                      "MPI_Imrecv");
+            p.source = static_cast<std::size_t>(status.MPI_SOURCE);
+            p.size = static_cast<std::size_t>(count);
+            std::exception_ptr refused;  // the source's error, rethrown once the message is safe
+            if (source != nullptr) {
+                try {
+                    p.block = source->acquire(p.size);
+                    detail::require_block_fits(p.block, p.size, "mpi try_receive_block on rank ",
+                                               rank_, ", message from rank ", p.source);
+                } catch (...) {
+                    refused = std::current_exception();
+                    p.block = {};
+                }
+            }
+            // The matched message must be received now: into the vector when no block fits.
+            // Neither the block's memory nor the vector's storage moves when p is moved.
+            if (!p.block) p.bytes.resize(p.size);
+            std::byte* into = p.block ? p.block.data() : p.bytes.data();
+            mpi_check(MPI_Imrecv(into, count, MPI_BYTE, &handle, &p.request), "MPI_Imrecv");
             receiving_.push_back(std::move(p));
+            if (refused) std::rethrow_exception(refused);
         }
     }
 
@@ -511,7 +600,10 @@ private:
                 p.done = flag != 0;
                 if (!p.done) pause.pause();
             }
-            if (!p.done) new std::vector<std::byte>(std::move(p.message.bytes));  // leaked
+            if (!p.done) {  // leaked: MPI may still write there
+                new std::vector<std::byte>(std::move(p.bytes));
+                if (p.block) new message_block(std::move(p.block));
+            }
         }
         receiving_.clear();
     }
@@ -525,5 +617,6 @@ private:
 };
 
 static_assert(communicator<mpi_communicator>);
+static_assert(block_communicator<mpi_communicator>);
 
 }  // namespace swarmsgd
