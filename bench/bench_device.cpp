@@ -23,7 +23,8 @@
 ///             still counted as 4 n bytes of model, so that it compares with decode)
 /// Output: one `result` line per size, op and quantizer, then for the largest size
 ///   summary device=<name> op=<op> quantizer=<q> vs_copy=<ratio>
-/// with ratio = copy time / op time (same n, same run).
+/// with ratio = copy time / op time (same n, same run); on a GPU also `transfer` lines and
+///   summary device=<name> op=upload_from_block vs_pinned_cudaMemcpy=<ratio>
 
 #include <algorithm>
 #include <chrono>
@@ -150,10 +151,12 @@ void bench_quantizer(const char* label, const Q& q, std::size_t n, const std::ve
 }
 
 #if defined(__CUDACC__)
-/// Host-to-GPU bandwidth of the three ways a received payload can travel (real bytes per
-/// second, no model scaling): cudaMemcpy from pageable memory (the driver stages it), from
-/// pinned memory (the DMA alone), and the library's upload (system_ops<cuda>::to_system:
-/// copy into its pinned staging buffer, then DMA).
+/// Host-to-GPU bandwidth of the ways a received payload can travel (real bytes per second, no
+/// model scaling): cudaMemcpy from pageable memory (the driver stages it), from pinned memory
+/// (the DMA alone), the library's upload from pageable memory (system_ops<cuda>::to_system:
+/// copy into its pinned staging buffer, then DMA) and from a page-locked message block (one
+/// DMA: how a CUDA node's received messages travel), with the block's ratio to the pinned
+/// cudaMemcpy measured again right after it.
 void bench_transfers(const std::string& device, std::size_t bytes, double seconds) {
     using S = thrust::cuda::tag;
     std::vector<std::byte> pageable(bytes, std::byte{1});
@@ -180,10 +183,28 @@ void bench_transfers(const std::string& device, std::size_t bytes, double second
                        "bench: pinned copy");
                },
                seconds));
-    report("swarmsgd_upload",
-           median_seconds<S>(
-               [&] { detail::system_ops<S>::to_system(pageable.data(), bytes, target.data()); },
-               seconds));
+    const double staged = median_seconds<S>(
+        [&] { detail::system_ops<S>::to_system(pageable.data(), bytes, target.data()); }, seconds);
+    report("swarmsgd_upload", staged);
+    // A message received into a page-locked block of a node's pool (what a CUDA swarm_node
+    // receives into): to_system sees page-locked memory and copies it with one DMA.
+    message_block_pool<pinned_block_allocator> pool;
+    const message_block block = pool.acquire(bytes);
+    std::memset(block.data(), 1, bytes);
+    const double from_block = median_seconds<S>(
+        [&] { detail::system_ops<S>::to_system(block.data(), bytes, target.data()); }, seconds);
+    report("swarmsgd_upload_from_block", from_block);
+    const double pinned_copy = median_seconds<S>(
+        [&] {
+            detail::cuda_check(
+                cudaMemcpy(target.data(), pinned.data(), bytes, cudaMemcpyHostToDevice),
+                "bench: pinned copy");
+        },
+        seconds);
+    std::printf(
+        "summary device=%s op=upload_from_block vs_pinned_cudaMemcpy=%.3f "
+        "(goal >= 0.8; pageable upload %.3f)\n",
+        device.c_str(), pinned_copy / from_block, pinned_copy / staged);
 }
 #endif
 

@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "agreement.hpp"
+#include "block_communicator.hpp"
 #include "communicator.hpp"
 #include "detail/kernels.hpp"
 #include "detail/live_partners.hpp"
@@ -75,6 +77,15 @@ public:
     /// general_exchange (exchanges::exchange_t).
     using exchange_type = exchanges::exchange_t<core_type>;
     static_assert(exchanges::exchange_for<exchange_type, core_type>);
+
+    /// True when the node receives its messages into blocks of its memory back end's pool
+    /// (block_communicator.hpp) rather than the communicator's byte vectors: for a model in a
+    /// memory system the host cannot read (CUDA: page-locked blocks, so a payload's upload to
+    /// the GPU is one DMA), and for any system model over a communicator with the block
+    /// capability (MPI then receives straight into the block). Host models read messages where
+    /// they arrived.
+    static constexpr bool receives_into_blocks =
+        !memory_type::host && (memory_type::stages_messages || block_communicator<Comm>);
 
     /// True when the quantizer has the exact_reconstruction capability (quantizer.hpp), e.g.
     /// identity, and the model is in host memory: the node then uses the exact exchange, which
@@ -300,7 +311,13 @@ public:
     void poll() {
         const auto start = clock::now();
         credit_own_stall(start);
-        while (auto message = core_.comm->try_receive()) handle(std::move(*message));
+        if constexpr (receives_into_blocks) {
+            while (auto m = block_receiver_.try_receive(*core_.comm, core_.memory.message_blocks()))
+                handle(m->source, m->bytes(), nullptr);  // the block returns to the pool after
+        } else {
+            while (auto message = core_.comm->try_receive())
+                handle(message->source, message->bytes, &message->bytes);
+        }
         check_timeouts();
         exclude_failed_sends();
         last_poll_ = clock::now();
@@ -445,19 +462,24 @@ private:
         return s;
     }
 
-    /// Dispatches one received message by kind.
-    void handle(received_message message) {
-        core_.stats.bytes_received += message.bytes.size();
+    /// Dispatches one received message by kind. `owned` is the communicator's byte vector
+    /// holding `bytes` (nullptr for a message in a block): the exact exchange turns a request's
+    /// bytes into its reply, and other vectors are kept for building messages.
+    void handle(std::size_t source, std::span<std::byte> bytes, std::vector<std::byte>* owned) {
+        core_.stats.bytes_received += bytes.size();
         ++core_.stats.messages_received;
-        const envelope e = read_envelope(message.bytes, message.source);
-        const auto payload = std::span<const std::byte>(message.bytes).subspan(envelope_size);
+        const envelope e = read_envelope(bytes, source);
+        const auto payload = std::span<const std::byte>(bytes).subspan(envelope_size);
+        const auto recycle = [&] {
+            if (owned != nullptr && !owned->empty()) core_.spare_bytes.push_back(std::move(*owned));
+        };
         if (is_excluded(e.sender)) {
             from_excluded(e);
-            core_.spare_bytes.push_back(std::move(message.bytes));
+            recycle();
             return;
         }
         switch (e.kind) {
-            case message_kind::request: serve_request(e, message.bytes); break;
+            case message_kind::request: serve_request(e, bytes, owned); break;
             case message_kind::pull_request:
                 exchange_.serve_pull(core_, e);
                 ++core_.stats.interactions_served;
@@ -479,17 +501,26 @@ private:
             case message_kind::pong: membership(e, payload); break;
         }
         // The exact exchange turns a request's bytes into its reply; other bytes are reused.
-        if (!message.bytes.empty()) core_.spare_bytes.push_back(std::move(message.bytes));
+        recycle();
     }
 
     /// A partner's request: decline it when it crossed ours, else let the exchange answer it
-    /// (and remember the fixup it waits for, if any).
-    void serve_request(const envelope& e, std::vector<std::byte>& bytes) {
+    /// (and remember the fixup it waits for, if any). The exact exchange answers in the
+    /// request's own vector (host models only, which never receive into blocks).
+    void serve_request(const envelope& e, std::span<std::byte> bytes,
+                       std::vector<std::byte>* owned) {
         if (crossed(e)) {
             decline(e);
             return;
         }
-        if (auto awaited = exchange_.serve(core_, e, bytes))
+        std::optional<fixup_state> awaited;
+        if constexpr (core_type::exact) {
+            static_assert(!receives_into_blocks);
+            awaited = exchange_.serve(core_, e, *owned);
+        } else {
+            awaited = exchange_.serve(core_, e, std::span<const std::byte>(bytes));
+        }
+        if (awaited)
             awaiting_fixup_.push_back({e.interaction, e.sender, clock::now(), std::move(*awaited)});
         ++core_.stats.interactions_served;
     }
@@ -790,6 +821,7 @@ private:
     std::vector<probe> probes_;
     std::vector<peer_exclusion> exclusions_;
     std::vector<std::size_t> partners_;
+    block_receiver<Comm> block_receiver_;  // receives_into_blocks only
 };
 
 }  // namespace swarmsgd

@@ -3,7 +3,8 @@
 // enough that some decodes fail and are recovered at full precision; only encoded bytes go
 // through MPI. Checks, with an allreduce of host copies: the sum of the models equals the sum
 // of the initial models minus lr times the sum of all gradients (mean preservation), and rank 0
-// prints what the MPI library says about CUDA-aware MPI. Then the baselines on device models
+// prints what the MPI library says about CUDA-aware MPI. The messages are received into blocks
+// of the node's pool (block_communicator.hpp). Then the baselines on device models
 // (staged through host buffers, thrust/detail/baseline_memory.hpp): allreduce SGD over
 // MPI_Iallreduce and over the ring, whose models must be identical on every rank and follow
 // large-batch SGD, and D-PSGD, which keeps the sum of the models. Prints "mpi_device ranks=<n>:
@@ -118,6 +119,9 @@ int main(int argc, char** argv) {
         lo.initial_distance = 1e-3;
         lo.min_distance = 1e-4;
         swarm_node node(model, comm, graph, options, lattice_quantizer<double>(lo));
+        // MPI receives every message straight into a block of the node's pool (page-locked on
+        // CUDA): the block path of swarm_node runs here on every system.
+        static_assert(decltype(node)::receives_into_blocks);
         std::vector<double> grad(dim), grad_sum(dim, 0.0), host(dim);
         for (int step = 0; step < 200; ++step) {
             to_host(model, std::span<double>(host));  // a host gradient (the problem's)

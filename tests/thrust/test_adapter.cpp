@@ -151,3 +151,30 @@ TEST_CASE_TEMPLATE("thrust model: operations match the CPU path bit for bit", M,
         CHECK_THROWS_AS(average(small, y), size_mismatch_error);
     }
 }
+
+TEST_CASE("thrust system: copies from and to a node's message blocks are exact") {
+    // A node receives into blocks of its back end's pool (page-locked on CUDA, where
+    // system_ops::to_system copies them with one DMA instead of staging them): the bytes that
+    // arrive in the system are the block's, for sizes below, at and above the staging limit
+    // and across several staging pieces; and a download into a block is exact as well.
+    using S = model_system_t<thrust::device_vector<float>>;
+    using ops = detail::system_ops<S>;
+    message_block_pool<typename ops::block_allocator> pool;
+    for (std::size_t bytes :
+         {std::size_t{0}, std::size_t{1000}, std::size_t{64} << 10, std::size_t{9} << 20}) {
+        const message_block block = pool.acquire(bytes);
+        for (std::size_t k = 0; k < bytes; ++k) block.data()[k] = std::byte((k * 13 + 5) & 0xFF);
+        system_buffer<std::byte, S> in_system(bytes);
+        ops::to_system(block.data(), bytes, in_system.data());
+        std::vector<std::byte> back(bytes);
+        ops::to_host(in_system.data(), bytes, back.data());
+        CHECK(std::equal(back.begin(), back.end(), block.data()));
+        const message_block out = pool.acquire(bytes);
+        ops::to_host(in_system.data(), bytes, out.data());
+        CHECK(std::equal(back.begin(), back.end(), out.data()));
+#if defined(__CUDACC__)
+        if (bytes != 0) CHECK(ops::page_locked(block.data()));
+        CHECK_FALSE(ops::page_locked(back.data()));
+#endif
+    }
+}

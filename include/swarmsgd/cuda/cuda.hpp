@@ -13,5 +13,6 @@
 #include "../thrust.hpp"
 #include "device.hpp"
 #include "error.hpp"
+#include "pinned_block_allocator.hpp"
 #include "pinned_buffer.hpp"
 #include "system.hpp"

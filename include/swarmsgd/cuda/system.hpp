@@ -4,7 +4,8 @@
 /// run with thrust::cuda::par; copies between the GPU and host memory (encoded payloads going
 /// to or coming from a message) are staged through a pinned buffer of the calling thread
 /// (pinned_buffer, in pieces of 4 MiB whose host memcpy overlaps the cudaMemcpyAsync of the
-/// previous piece on the thread's stream), small ones (below 64 KiB) copied directly; team loops
+/// previous piece on the thread's stream), small ones (below 64 KiB) copied directly, and
+/// copies from or to page-locked memory (a message block of a CUDA node) are one DMA; team loops
 /// (system_team_for_each) run one warp per item (warp_team); every CUDA error becomes a cuda_error.
 /// Included by <swarmsgd/thrust.hpp> when compiled by nvcc for the CUDA device system.
 
@@ -20,6 +21,7 @@
 #include "../detail/config.hpp"
 #include "../thrust/system.hpp"
 #include "error.hpp"
+#include "pinned_block_allocator.hpp"
 #include "pinned_buffer.hpp"
 
 namespace swarmsgd::detail {
@@ -91,6 +93,29 @@ struct system_ops<thrust::cuda::tag> {
 
     static auto policy() noexcept { return thrust::cuda::par; }
 
+    /// Where a CUDA node receives its messages (message_block_pool): page-locked memory.
+    using block_allocator = pinned_block_allocator;
+
+    /// Whether `host` is page-locked memory the runtime knows (cudaHostAlloc'ed, or
+    /// registered): the DMA engine reads and writes it directly, so a copy needs no staging.
+    [[nodiscard]] static bool page_locked(const void* host) noexcept {
+        cudaPointerAttributes attributes{};
+        if (cudaPointerGetAttributes(&attributes, host) != cudaSuccess) {
+            (void)cudaGetLastError();  // not an error worth keeping: the answer is "no"
+            return false;
+        }
+        return attributes.type == cudaMemoryTypeHost;
+    }
+
+    /// One asynchronous DMA of `bytes` bytes between page-locked host memory and the GPU on
+    /// cudaStreamPerThread (a blocking stream: it waits for the kernels Thrust queued on the
+    /// legacy default stream), then waits for it.
+    static void direct_copy(void* to, const void* from, std::size_t bytes, cudaMemcpyKind kind,
+                            const char* what) {
+        cuda_check(cudaMemcpyAsync(to, from, bytes, kind, cudaStreamPerThread), what);
+        cuda_check(cudaStreamSynchronize(cudaStreamPerThread), what);
+    }
+
     /// Bytes per piece of a staged copy: the host copy of one piece overlaps the DMA of the
     /// other, so a large copy takes about the longer of the two rather than their sum.
     static constexpr std::size_t staging_piece = std::size_t{4} << 20;
@@ -129,6 +154,11 @@ struct system_ops<thrust::cuda::tag> {
                        "swarmsgd: cudaMemcpy to the GPU");
             return;
         }
+        if (page_locked(host)) {  // a message received into a pinned block: no staging
+            direct_copy(system, host, bytes, cudaMemcpyHostToDevice,
+                        "swarmsgd: copy from page-locked memory to the GPU");
+            return;
+        }
         const std::size_t piece = bytes < staging_piece ? bytes : staging_piece;
         auto& area = staging(piece);
         const auto* from = reinterpret_cast<const std::byte*>(host);
@@ -157,6 +187,11 @@ struct system_ops<thrust::cuda::tag> {
         if (bytes < direct_copy_limit) {
             cuda_check(cudaMemcpy(host, system, bytes, cudaMemcpyDeviceToHost),
                        "swarmsgd: cudaMemcpy from the GPU");
+            return;
+        }
+        if (page_locked(host)) {
+            direct_copy(host, system, bytes, cudaMemcpyDeviceToHost,
+                        "swarmsgd: copy from the GPU to page-locked memory");
             return;
         }
         // cudaStreamPerThread is a blocking stream: the copies wait for the kernels that Thrust

@@ -38,6 +38,8 @@ struct node_memory<Model, Quant, host_memory> {
     using optimizer_type = sgd<value_type>;   ///< the local optimizer
     /// Host code may read the model and the buffers (enables the fused exact path).
     static constexpr bool host = true;
+    /// Received payloads are read where they arrived (no copy into another memory).
+    static constexpr bool stages_messages = false;
 
     explicit node_memory(std::size_t /*size*/) {}
 

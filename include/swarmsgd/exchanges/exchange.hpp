@@ -10,8 +10,11 @@
 /// memory back end, messaging):
 ///
 ///   request(core, peer, id, state)    initiator: snapshot the model, send the request
-///   serve(core, envelope, bytes)      responder: answer a request, apply its half; returns the
-///                                     fixup to wait for, if any
+///   serve(core, envelope, bytes)      responder: answer a request (the whole message: a
+///                                     std::vector<std::byte>& for the exact exchange, which
+///                                     answers in it; a std::span<const std::byte> for the
+///                                     others, which may come from a message block), apply its
+///                                     half; returns the fixup to wait for, if any
 ///   serve_pull(core, envelope)        responder of a pull request: send the model
 ///   apply_reply(core, envelope, payload, state)
 ///                                     initiator: apply a reply or a pull reply

@@ -44,8 +44,8 @@ public:
 
     /// Responder: decode the request against our snapshot (refusing a bad one before
     /// answering), reply with our snapshot, apply our half.
-    std::optional<fixup_state> serve(Core& c, const envelope& e, std::vector<std::byte>& bytes) {
-        const auto payload = std::span<const std::byte>(bytes).subspan(envelope_size);
+    std::optional<fixup_state> serve(Core& c, const envelope& e, std::span<const std::byte> bytes) {
+        const auto payload = bytes.subspan(envelope_size);
         c.memory.gather(*c.model, own_);
         c.answer_or_refuse(e, [&] {
             decode_checked(c, e.sender, e.kind, payload, own_);

@@ -66,8 +66,8 @@ public:
     /// Responder: decode what can be (own_ holds S_j, received_ the decoded request, failed
     /// ranges F1), reply with D(m_j) plus the fallback section of F = F1 u F2, apply our half
     /// outside F1. Returns the fixup to wait for when F1 is not empty.
-    std::optional<fixup_state> serve(Core& c, const envelope& e, std::vector<std::byte>& bytes) {
-        const auto payload = std::span<const std::byte>(bytes).subspan(envelope_size);
+    std::optional<fixup_state> serve(Core& c, const envelope& e, std::span<const std::byte> bytes) {
+        const auto payload = bytes.subspan(envelope_size);
         c.memory.gather(*c.model, own_);
         std::optional<fixup_state> awaited;
         c.answer_or_refuse(e, [&] {

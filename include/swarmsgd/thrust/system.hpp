@@ -28,6 +28,7 @@
 #include <utility>
 
 #include "../errors.hpp"
+#include "../message_block_pool.hpp"
 
 namespace swarmsgd {
 
@@ -53,6 +54,8 @@ template <class S>
 struct system_ops {
     /// The execution policy the library's algorithms run with in system S.
     static S policy() noexcept { return S{}; }
+    /// The memory a node in S receives messages into (message_block_pool): host memory.
+    using block_allocator = host_block_allocator;
 
     /// Copies n elements from host memory to system memory.
     template <class T>

@@ -12,7 +12,8 @@
 /// Staging: on a system whose memory the host cannot read (CUDA), payloads are encoded into
 /// a buffer in the system and copied to the message (system_ops<S>::to_host; the CUDA part
 /// stages through pinned host memory); received payloads are copied into the system by the
-/// codec (staged_payload).
+/// codec (staged_payload). A node received its messages into blocks of this back end's pool
+/// (message_blocks(); page-locked on CUDA), so on CUDA that copy is one DMA.
 
 #include <algorithm>
 #include <cstddef>
@@ -51,6 +52,10 @@ struct node_memory<Model, Quant, S> {
     using optimizer_type = system_sgd<value_type, S>;  ///< the local optimizer, in S
     /// The model is not host memory: no fused host path.
     static constexpr bool host = false;
+    /// Whether received payloads must be copied into S (the host cannot read S's memory): the
+    /// node then receives every message into a block of message_blocks() (page-locked on
+    /// CUDA, so the upload is one DMA), whatever the communicator.
+    static constexpr bool stages_messages = !host_accessible_system_v<S>;
 
     explicit node_memory(std::size_t /*size*/) {}
 
@@ -229,7 +234,13 @@ struct node_memory<Model, Quant, S> {
         }
     }
 
+    /// The blocks the node receives messages into (swarm_node::receives_into_blocks):
+    /// page-locked memory on CUDA, host memory on the CPU systems; reused message after
+    /// message.
+    message_block_source& message_blocks() noexcept { return blocks_; }
+
 private:
+    message_block_pool<typename system_ops<S>::block_allocator> blocks_;
     system_codec<Quant, S> codec_;
     system_buffer<std::byte, S> staging_;
     system_buffer<value_type, S> scratch_;
