@@ -29,8 +29,17 @@ namespace detail {
 /// Encodes bucket b (scan, kernel, codes, reconstruction) Chunk elements at a time, by a team
 /// (thrust/detail/team.hpp: lane l takes the chunks l, l + lanes, ...); status[b]: 0 done, 1 a
 /// non-finite element, 2 a range beyond the float range (nothing of the bucket written then).
+///
+/// The GPU shape (Chunk <= 8) keeps a lane's first `held_groups` groups in registers from the
+/// scan to the encode, so a bucket of up to lanes * Chunk * held_groups elements (512 for a warp
+/// of 32 lanes and groups of 4, the default 8-bit bucket) is read from memory once; groups after
+/// those are read again. The CPU shape (chunks of 256, one-lane teams) reads twice: its second
+/// pass is served by the cache.
 template <unsigned B, bool Stochastic, class V, std::size_t Chunk>
 struct min_max_encode_bucket {
+    /// Groups per lane held in registers between the scan and the encode.
+    static constexpr std::size_t held_groups = Chunk <= 8 ? 4 : 0;
+
     V* x;
     std::byte* data;  // first bucket's metadata
     std::uint8_t* status;
@@ -46,11 +55,24 @@ struct min_max_encode_bucket {
         const std::size_t first = team.lane() * Chunk;
         V* SWARMSGD_RESTRICT const xb = x + b0;
         bucket_keys<V> keys;
-        for (std::size_t j0 = first; j0 < m; j0 += step) {
-            const auto part = scan_bucket_keys(xb + j0, m - j0 < Chunk ? m - j0 : Chunk);
+        const auto add_keys = [&](const V* v, std::size_t count) {
+            const auto part = scan_bucket_keys(v, count);
             keys.lo = part.lo < keys.lo ? part.lo : keys.lo;
             keys.hi = part.hi > keys.hi ? part.hi : keys.hi;
+        };
+        // A fixed trip count with constant indices into `held`: the compiler unrolls the loop
+        // and keeps the array in registers.
+        V held[held_groups > 0 ? held_groups : 1][Chunk];
+        for (std::size_t g = 0; g < held_groups; ++g) {
+            const std::size_t j0 = first + g * step;
+            if (j0 < m)
+                with_group_size<Chunk>(m - j0 < Chunk ? m - j0 : Chunk, [&](auto mm) {
+                    load_group(held[g], xb + j0, mm);
+                    add_keys(held[g], mm);
+                });
         }
+        for (std::size_t j0 = first + held_groups * step; j0 < m; j0 += step)
+            add_keys(xb + j0, m - j0 < Chunk ? m - j0 : Chunk);
         keys.lo = team.min(keys.lo);
         keys.hi = team.max(keys.hi);
         const auto range = bucket_range_of(keys);
@@ -74,23 +96,33 @@ struct min_max_encode_bucket {
         }
         std::byte* const codes_out = meta + 8;
         const std::uint64_t random_key = key;
-        for (std::size_t j0 = first; j0 < m; j0 += step) {
+        // Codes and reconstruction of the group v of elements j0 .. j0 + mm - 1.
+        const auto encode = [&](V(&v)[Chunk], std::size_t j0, auto mm) {
+            std::uint8_t codes[Chunk] = {};
+            for (std::size_t i = 0; i < mm; ++i) {
+                std::uint8_t c;
+                if constexpr (Stochastic)
+                    c = static_cast<std::uint8_t>(
+                        kernel.encode(to_float(v[i]), uniform01_at(random_key, b0 + j0 + i)));
+                else
+                    c = static_cast<std::uint8_t>(kernel.encode_nearest(to_float(v[i])));
+                codes[i] = c;
+                v[i] = static_cast<V>(kernel.decode(c));
+            }
+            store_group(xb + j0, v, mm);
+            pack_group<B>(codes, mm, codes_out + packed_bytes(j0, B));
+        };
+        for (std::size_t g = 0; g < held_groups; ++g) {
+            const std::size_t j0 = first + g * step;
+            if (j0 < m)
+                with_group_size<Chunk>(m - j0 < Chunk ? m - j0 : Chunk,
+                                       [&](auto mm) { encode(held[g], j0, mm); });
+        }
+        for (std::size_t j0 = first + held_groups * step; j0 < m; j0 += step) {
             with_group_size<Chunk>(m - j0 < Chunk ? m - j0 : Chunk, [&](auto mm) {
                 V v[Chunk];
                 load_group(v, xb + j0, mm);
-                std::uint8_t codes[Chunk] = {};
-                for (std::size_t i = 0; i < mm; ++i) {
-                    std::uint8_t c;
-                    if constexpr (Stochastic)
-                        c = static_cast<std::uint8_t>(
-                            kernel.encode(to_float(v[i]), uniform01_at(random_key, b0 + j0 + i)));
-                    else
-                        c = static_cast<std::uint8_t>(kernel.encode_nearest(to_float(v[i])));
-                    codes[i] = c;
-                    v[i] = static_cast<V>(kernel.decode(c));
-                }
-                store_group(xb + j0, v, mm);
-                pack_group<B>(codes, mm, codes_out + packed_bytes(j0, B));
+                encode(v, j0, mm);
             });
         }
     }
