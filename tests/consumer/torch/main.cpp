@@ -6,6 +6,7 @@
 #include <swarmsgd/torch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -30,7 +31,11 @@ int main() {
     std::vector<std::string> errors(n);
     // A node that is done keeps training until every node is: on a loaded machine one thread
     // can finish long before another starts, and a finished node only serves averages, which
-    // would pull it halfway to an untrained partner each time.
+    // would pull it halfway to an untrained partner each time. Each step also gives up the
+    // core for 100 us (a stand-in for a real model's compute): a step of this tiny model takes
+    // about 50 us, so without it a thread ran all its 400 steps within one time slice of a
+    // loaded machine, its partners replied hundreds of steps late, and x += (r - o) / 2 with a
+    // snapshot o that old left an error no later step removed (seen in CI: 0.05 to 0.13).
     std::atomic<std::size_t> done{0};
     std::vector<std::thread> threads;
     for (std::size_t i = 0; i < n; ++i)
@@ -46,6 +51,7 @@ int main() {
                     torch::mse_loss(nets[i]->forward(x), torch::mm(x, w_true)).backward();
                     opt.step();
                     node.after_local_step();  // the one line that makes it Swarm SGD
+                    std::this_thread::sleep_for(std::chrono::microseconds(100));
                 }
                 node.finish();
             } catch (const std::exception& e) {
