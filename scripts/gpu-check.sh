@@ -4,13 +4,17 @@
 #
 #   scripts/gpu-check.sh build [DIR]   on any machine with nvcc (no GPU needed, about 15 min on
 #                                      2 cores): builds the CUDA programs in build-gpu/ and
-#                                      copies them, with the Fashion-MNIST files, into DIR
-#                                      (default gpu-bin/, ignored by git, about 45 MiB)
-#   scripts/gpu-check.sh run [DIR]     on the GPU machine, from the directory holding DIR: runs
-#                                      the CUDA tests, the device example, the GPU training
-#                                      example, bench_device_cuda and compute-sanitizer; every
-#                                      log goes to $OUT (default gpu-out/) and a summary to
-#                                      stdout. Exits non-zero when a test failed.
+#                                      packs them, without debug information, with the
+#                                      Fashion-MNIST files into DIR/bundle.tar.xz (DIR default
+#                                      gpu-bin/, ignored by git; about 47 MiB, under the 64 MiB
+#                                      that the device tool's `carry` takes)
+#   scripts/gpu-check.sh run [DIR]     on the GPU machine, from the directory holding DIR
+#                                      (e.g. the device tool with carry ["gpu-bin"]): unpacks
+#                                      the bundle into $TMPDIR and runs the CUDA tests, the
+#                                      device example, the GPU training example,
+#                                      bench_device_cuda and compute-sanitizer; every log goes
+#                                      to $OUT (default gpu-out/), a summary to stdout. Exits
+#                                      non-zero when a step failed or found no GPU.
 #
 # The programs link the CUDA runtime statically: the GPU machine needs only the driver (and
 # zlib, for the training example). Environment: CUDA_ARCH (default 90: H100 and H200),
@@ -39,11 +43,22 @@ case "$mode" in
         done
         data=${SWARMSGD_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
         cp "$data"/*-ubyte.gz "$dir/data/"
-        du -sh "$dir"
+        # One xz archive without debug information: the programs are mostly device code, and
+        # what a `run` call may carry to the GPU machine is limited (64 MiB).
+        strip --strip-debug "${programs[@]/#/$dir/}"
+        tar -C "$dir" -cJf "$root/gpu-bundle.tar.xz" .
+        rm -rf "$dir" && mkdir -p "$dir" && mv "$root/gpu-bundle.tar.xz" "$dir/bundle.tar.xz"
+        du -sh "$dir/bundle.tar.xz"
         ;;
     run)
         out=${OUT:-gpu-out}
         mkdir -p "$out"
+        if [[ -f "$dir/bundle.tar.xz" ]]; then
+            unpacked=${TMPDIR:-/tmp}/swarmsgd-gpu-bin
+            rm -rf "$unpacked" && mkdir -p "$unpacked"
+            tar -C "$unpacked" -xJf "$dir/bundle.tar.xz" || { echo "gpu-check: bad bundle" >&2; exit 1; }
+            dir=$unpacked
+        fi
         export SWARMSGD_FASHION_MNIST_DIR="$dir/data"
         failed=0
         step() {  # step NAME COMMAND...: runs, logs to $out/NAME.log, reports
@@ -57,8 +72,13 @@ case "$mode" in
             echo "gpu-check: $name: $verdict in $((SECONDS - start)) s"
             tail -n 3 "$out/$name.log" | sed 's/^/    /'
         }
-        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1
-        cat "$out/gpu.txt"
+        export PATH="$PATH:/usr/local/cuda/bin"  # compute-sanitizer of a toolkit installed there
+        if command -v nvidia-smi > /dev/null; then
+            nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1
+            cat "$out/gpu.txt"
+        else
+            echo "gpu-check: no nvidia-smi on this machine"
+        fi
         step cuda_errors "$dir/test_thrust_cuda_errors"
         step adapter "$dir/test_thrust_adapter_cuda"
         step quantizers "$dir/test_thrust_quantizers_cuda"

@@ -62,14 +62,16 @@ struct min_max_encode_bucket {
         };
         // A fixed trip count with constant indices into `held`: the compiler unrolls the loop
         // and keeps the array in registers.
-        V held[held_groups > 0 ? held_groups : 1][Chunk];
-        for (std::size_t g = 0; g < held_groups; ++g) {
-            const std::size_t j0 = first + g * step;
-            if (j0 < m)
-                with_group_size<Chunk>(m - j0 < Chunk ? m - j0 : Chunk, [&](auto mm) {
-                    load_group(held[g], xb + j0, mm);
-                    add_keys(held[g], mm);
-                });
+        [[maybe_unused]] V held[held_groups > 0 ? held_groups : 1][Chunk];
+        if constexpr (held_groups > 0) {
+            for (std::size_t g = 0; g < held_groups; ++g) {
+                const std::size_t j0 = first + g * step;
+                if (j0 < m)
+                    with_group_size<Chunk>(m - j0 < Chunk ? m - j0 : Chunk, [&](auto mm) {
+                        load_group(held[g], xb + j0, mm);
+                        add_keys(held[g], mm);
+                    });
+            }
         }
         for (std::size_t j0 = first + held_groups * step; j0 < m; j0 += step)
             add_keys(xb + j0, m - j0 < Chunk ? m - j0 : Chunk);
@@ -112,11 +114,13 @@ struct min_max_encode_bucket {
             store_group(xb + j0, v, mm);
             pack_group<B>(codes, mm, codes_out + packed_bytes(j0, B));
         };
-        for (std::size_t g = 0; g < held_groups; ++g) {
-            const std::size_t j0 = first + g * step;
-            if (j0 < m)
-                with_group_size<Chunk>(m - j0 < Chunk ? m - j0 : Chunk,
-                                       [&](auto mm) { encode(held[g], j0, mm); });
+        if constexpr (held_groups > 0) {
+            for (std::size_t g = 0; g < held_groups; ++g) {
+                const std::size_t j0 = first + g * step;
+                if (j0 < m)
+                    with_group_size<Chunk>(m - j0 < Chunk ? m - j0 : Chunk,
+                                           [&](auto mm) { encode(held[g], j0, mm); });
+            }
         }
         for (std::size_t j0 = first + held_groups * step; j0 < m; j0 += step) {
             with_group_size<Chunk>(m - j0 < Chunk ? m - j0 : Chunk, [&](auto mm) {
