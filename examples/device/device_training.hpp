@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../common/command_line.hpp"
+#include "../common/shuffled_passes.hpp"
 #include "../common/topology_choice.hpp"
 #include "../fashion_mnist/idx_reader.hpp"
 #include "device_mlp.hpp"
@@ -200,21 +201,14 @@ node_report train_node(Comm& comm, const config& c, const mlp_shape& s, const to
     mlp_workspace ws(s, c.batch);
     thrust::device_vector<float> gradient(s.size());
     rng order(c.seed, 100 + rank);
-    std::vector<std::size_t> shuffled = shard;
+    shuffled_passes passes(shard.size());
     std::vector<int> index(c.batch);
     node_report r;
     double loss = 0;
-    std::size_t correct = 0, seen = 0, next = shuffled.size();
+    std::size_t correct = 0, seen = 0;
     const auto start = std::chrono::steady_clock::now();
     for (std::size_t step = 0; step < plan.steps; ++step) {
-        for (auto& k : index) {
-            if (next == shuffled.size()) {
-                for (std::size_t a = shuffled.size() - 1; a > 0; --a)
-                    std::swap(shuffled[a], shuffled[std::size_t(order.uniform(a + 1))]);
-                next = 0;
-            }
-            k = int(shuffled[next++]);
-        }
+        for (auto& k : index) k = int(shard[passes.next(order)]);
         const auto b = ws.run(model, train.pixel_data(), train.label_data(), index, &gradient);
         loss += b.loss_sum;
         correct += b.correct;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../../common/checks.hpp"
+#include "../../common/shuffled_passes.hpp"
 #include "augmentation.hpp"
 #include "image_dataset.hpp"
 #include "normalization.hpp"
@@ -48,6 +49,7 @@ public:
           norm_(std::move(norm)),
           augment_(augment),
           pad_(pad),
+          order_(shard_.count()),
           scratch_(shard_.image_bytes()) {
         swarmsgd::examples::require<invalid_argument_error>(
             shard_.count() > 0, "batch_sampler: ", shard_.name, " shard is empty");
@@ -56,9 +58,6 @@ public:
                 norm_.std.size() == norm_.mean.size(),
             "batch_sampler: normalization for ", norm_.mean.size(), " channels, images have ",
             shard_.channels);
-        order_.resize(shard_.count());
-        for (std::size_t i = 0; i < order_.size(); ++i) order_[i] = i;
-        cursor_ = order_.size();  // the first call shuffles
     }
 
     /// Fills `images` (batch x channels x height x width floats) and `labels` (batch).
@@ -80,27 +79,17 @@ public:
     /// The shard index of the next image next() would use, drawn the same way (a fresh random
     /// order at the start of every pass). Without augmentation, a copy of the sampler that
     /// only draws indices with the same rng stream reproduces next()'s order exactly.
-    std::size_t next_index(rng& random) {
-        if (cursor_ == order_.size()) shuffle(random);
-        return order_[cursor_++];
-    }
+    std::size_t next_index(rng& random) { return order_.next(random); }
 
     /// The shard.
     [[nodiscard]] const image_dataset& data() const noexcept { return shard_; }
 
 private:
-    void shuffle(rng& random) {
-        for (std::size_t i = order_.size() - 1; i > 0; --i)
-            std::swap(order_[i], order_[static_cast<std::size_t>(random.uniform(i + 1))]);
-        cursor_ = 0;
-    }
-
     image_dataset shard_;
     channel_normalization norm_;
     bool augment_;
     int pad_;
-    std::vector<std::size_t> order_;
-    std::size_t cursor_ = 0;
+    shuffled_passes order_;
     std::vector<std::uint8_t> scratch_;
 };
 
