@@ -8,6 +8,7 @@
 #include <swarmsgd/swarmsgd.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <string>
@@ -399,6 +400,10 @@ TEST_CASE("torch adapter: the averaged modules still train (consensus on a share
     o.steps = local_steps::fixed(2);
     // A node that is done keeps training until every node is (a finished node only serves
     // averages, which on a loaded machine could pull it to partners that have barely started).
+    // Each step also gives up the core for 100 us, as in tests/consumer/torch: a step of this
+    // tiny network is so short that a thread could run all its steps in one time slice of a
+    // loaded machine, get its replies hundreds of steps late and keep a stale half-difference
+    // (seen in CI: a test loss of 0.95 against a bound of 0.71).
     std::atomic<std::size_t> done{0};
     on_threads(models, topology::ring(n), o, [&](std::size_t i, auto& node) {
         torch::manual_seed(200 + i);
@@ -410,6 +415,7 @@ TEST_CASE("torch adapter: the averaged modules still train (consensus on a share
             torch::mse_loss(nets[i]->forward(x), torch::mm(x, w_true)).backward();
             opt.step();
             node.after_local_step();
+            std::this_thread::sleep_for(std::chrono::microseconds(100));
         }
     });
     for (std::size_t i = 0; i < n; ++i) {
